@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from predictions.models import Job, Membership, Organisation, Patient, Prediction, Scan
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(admin.ModelAdmin):
+    list_display = ["name", "created"]
+    search_fields = ["name"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organisation"]
+    list_select_related = ["user", "organisation"]
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["external_id", "organisation", "created"]
+    list_filter = ["organisation"]
+    search_fields = ["external_id", "public_id"]
+    readonly_fields = ["public_id"]
+
+
+@admin.register(Scan)
+class ScanAdmin(admin.ModelAdmin):
+    list_display = ["public_id", "patient", "content_type", "width", "height", "created"]
+    search_fields = ["public_id", "sha256"]
+    readonly_fields = ["public_id", "sha256", "image"]
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = [
+        "public_id",
+        "status",
+        "queue",
+        "attempts",
+        "worker",
+        "model_version",
+        "created",
+    ]
+    list_filter = ["status", "queue", "model_version"]
+    search_fields = ["public_id", "worker"]
+    readonly_fields = ["public_id"]
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["job", "label", "model_version", "inference_ms", "created"]
+    list_filter = ["label", "model_version"]

@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
+from rest_framework import serializers
+
+from predictions.images import ImageFacts, inspect_upload
+from predictions.jobs import Outcome
+from predictions.models import LABELS, Job, Patient, Prediction, organisation_of
+from workers.contracts import CONTRACT_VERSION
+
+
+class PatientSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+
+    class Meta:
+        model = Patient
+        fields = ["id", "external_id", "created"]
+        read_only_fields = ["created"]
+
+    def validate_external_id(self, value: str) -> str:
+        value = value.strip()
+        organisation = organisation_of(self.context["request"].user)
+        if Patient.objects.filter(organisation=organisation, external_id=value).exists():
+            raise serializers.ValidationError("A patient with this external_id already exists.")
+        return value
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    needs_review = serializers.SerializerMethodField()
+    heatmap_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "label",
+            "probabilities",
+            "model_version",
+            "inference_ms",
+            "confidence",
+            "needs_review",
+            "heatmap_url",
+        ]
+
+    def get_needs_review(self, prediction: Prediction) -> bool:
+        return prediction.confidence < settings.LOW_CONFIDENCE_THRESHOLD
+
+    def get_heatmap_url(self, prediction: Prediction) -> str | None:
+        if not prediction.heatmap:
+            return None
+        path = reverse("api:job-heatmap", args=[prediction.job.public_id])
+        return self.context["request"].build_absolute_uri(path)
+
+
+class JobSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    url = serializers.HyperlinkedIdentityField(
+        view_name="api:job-detail", lookup_field="public_id", lookup_url_kwarg="pk"
+    )
+    scan = serializers.UUIDField(source="scan.public_id", read_only=True)
+    patient = serializers.UUIDField(source="scan.patient.public_id", read_only=True)
+    queued = serializers.DateTimeField(source="queued_at", read_only=True)
+    started = serializers.DateTimeField(source="started_at", read_only=True)
+    finished = serializers.DateTimeField(source="finished_at", read_only=True)
+    result = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = [
+            "id",
+            "url",
+            "status",
+            "scan",
+            "patient",
+            "created",
+            "queued",
+            "started",
+            "finished",
+            "attempts",
+            "error",
+            "worker",
+            "result",
+        ]
+
+    def get_result(self, job: Job) -> dict[str, Any] | None:
+        if job.status != Job.Status.SUCCEEDED or not hasattr(job, "prediction"):
+            return None
+        return PredictionSerializer(job.prediction, context=self.context).data
+
+
+class JobSummarySerializer(serializers.ModelSerializer):
+    """The short form returned by a submission: enough to start polling."""
+
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    url = serializers.HyperlinkedIdentityField(
+        view_name="api:job-detail", lookup_field="public_id", lookup_url_kwarg="pk"
+    )
+
+    class Meta:
+        model = Job
+        fields = ["id", "status", "url"]
+
+
+class ScanSubmissionSerializer(serializers.Serializer):
+    image = serializers.FileField(
+        allow_empty_file=True,  # inspect_upload says "empty" in our own words
+        error_messages={"required": "Attach the MRI slice as the multipart field 'image'."},
+    )
+    patient = serializers.UUIDField(
+        error_messages={"required": "Give the patient's id in the field 'patient'."}
+    )
+
+    def validate_patient(self, value: Any) -> Patient:
+        organisation = organisation_of(self.context["request"].user)
+        try:
+            return Patient.objects.get(public_id=value, organisation=organisation)
+        except Patient.DoesNotExist:
+            raise serializers.ValidationError(f"Unknown patient {value}.") from None
+
+    def validate_image(self, upload: Any) -> Any:
+        try:
+            upload.facts = inspect_upload(upload, upload.size)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return upload
+
+    @staticmethod
+    def facts_of(upload: Any) -> ImageFacts:
+        return upload.facts
+
+
+class ScanSerializer(serializers.Serializer):
+    id = serializers.UUIDField(source="public_id")
+    patient = serializers.UUIDField(source="patient.public_id")
+    content_type = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    size_bytes = serializers.IntegerField()
+    sha256 = serializers.CharField()
+    created = serializers.DateTimeField()
+
+
+# The worker-facing serializers: the site's only writer of worker reports.
+
+
+class WorkerStartSerializer(serializers.Serializer):
+    worker = serializers.CharField(max_length=200)
+
+
+class WorkerFailureSerializer(serializers.Serializer):
+    worker = serializers.CharField(max_length=200, required=False, default="")
+    reason = serializers.CharField(max_length=2000)
+
+
+class WorkerResultSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    label = serializers.ChoiceField(choices=LABELS)
+    probabilities = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1))
+    model_version = serializers.CharField(max_length=100)
+    inference_ms = serializers.FloatField(min_value=0)
+    worker = serializers.CharField(max_length=200)
+    heatmap_png = serializers.CharField(required=False, allow_null=True, allow_blank=True)
+
+    def validate_version(self, value: int) -> int:
+        if value != CONTRACT_VERSION:
+            raise serializers.ValidationError(
+                f"contract version {value} is not supported (site speaks {CONTRACT_VERSION})"
+            )
+        return value
+
+    def validate_probabilities(self, value: dict[str, float]) -> dict[str, float]:
+        if set(value) != set(LABELS):
+            raise serializers.ValidationError(f"expected one probability for each of {LABELS}")
+        if not math.isclose(sum(value.values()), 1.0, abs_tol=1e-3):
+            raise serializers.ValidationError("probabilities must sum to 1")
+        return value
+
+    def validate_heatmap_png(self, value: str | None) -> bytes | None:
+        if not value:
+            return None
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise serializers.ValidationError("heatmap_png must be base64") from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        probabilities = attrs["probabilities"]
+        if probabilities[attrs["label"]] < max(probabilities.values()) - 1e-6:
+            raise serializers.ValidationError("label must be the most probable class")
+        return attrs
+
+    def outcome(self) -> Outcome:
+        data = self.validated_data
+        return Outcome(
+            label=data["label"],
+            probabilities=data["probabilities"],
+            model_version=data["model_version"],
+            inference_ms=data["inference_ms"],
+            worker=data["worker"],
+            heatmap_png=data.get("heatmap_png"),
+        )

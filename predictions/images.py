@@ -1,0 +1,104 @@
+"""Check an uploaded file before it becomes a scan: the same rules for the API and the portal.
+
+The checks run cheapest first (bytes, then the header, then a full decode), so a
+decompression bomb is refused from its header before Pillow allocates its pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from typing import IO
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from PIL import Image, UnidentifiedImageError
+
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+    size_bytes: int
+
+
+def inspect_upload(upload: IO[bytes], size_bytes: int) -> ImageFacts:
+    """Return what the scan row records about `upload`, or raise `ValidationError` with why."""
+    _check_size(size_bytes)
+    upload.seek(0)
+    with warnings.catch_warnings():
+        # Pillow warns (not raises) between 1x and 2x its own pixel limit; we apply ours below.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = _open(upload)
+        _check_pixels(image.width, image.height)
+        _decode_fully(image)
+    facts = ImageFacts(
+        content_type=CONTENT_TYPES[image.format],
+        width=image.width,
+        height=image.height,
+        sha256=_sha256(upload),
+        size_bytes=size_bytes,
+    )
+    upload.seek(0)
+    return facts
+
+
+def _check_size(size_bytes: int) -> None:
+    if size_bytes == 0:
+        raise ValidationError("The file is empty.", code="empty")
+    limit = settings.MAX_UPLOAD_BYTES
+    if size_bytes > limit:
+        raise ValidationError(
+            f"The file is {size_bytes:,} bytes; the limit is {limit:,} bytes.", code="too_large"
+        )
+
+
+def _open(upload: IO[bytes]) -> Image.Image:
+    try:
+        image = Image.open(upload)
+    except UnidentifiedImageError:
+        raise ValidationError(
+            "The file is not an image: upload a JPEG or PNG MRI slice.", code="not_an_image"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ValidationError(
+            f"The image is too large in pixels: {exc}", code="too_many_pixels"
+        ) from None
+    if image.format not in CONTENT_TYPES:
+        raise ValidationError(
+            f"{image.format} images are not accepted: upload a JPEG or PNG.", code="unsupported"
+        )
+    return image
+
+
+def _check_pixels(width: int, height: int) -> None:
+    limit = settings.MAX_IMAGE_PIXELS
+    if width * height > limit:
+        raise ValidationError(
+            f"The image is {width}x{height} = {width * height:,} pixels; "
+            f"the limit is {limit:,} pixels.",
+            code="too_many_pixels",
+        )
+
+
+def _decode_fully(image: Image.Image) -> None:
+    """Decode every pixel: only a full decode finds a truncated or corrupt file."""
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValidationError(
+            f"The image is truncated or corrupt and cannot be decoded ({exc}).", code="corrupt"
+        ) from None
+
+
+def _sha256(upload: IO[bytes]) -> str:
+    upload.seek(0)
+    digest = hashlib.sha256()
+    for chunk in iter(lambda: upload.read(1 << 20), b""):
+        digest.update(chunk)
+    return digest.hexdigest()

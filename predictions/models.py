@@ -1,0 +1,177 @@
+"""Clinics, their patients, uploaded scans and the classification jobs run on them.
+
+Every row that reaches a URL, a log line or a task message is named by a random
+`public_id`, never by its sequential primary key, which would be guessable.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+LABELS: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
+
+
+class Organisation(models.Model):
+    """A clinic or research group; the unit of data visibility."""
+
+    name = models.CharField(max_length=200, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    """Makes a user a member of exactly one organisation."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership"
+    )
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.CASCADE, related_name="memberships"
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.organisation}"
+
+
+class Patient(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="patients"
+    )
+    # The clinic's own identifier (an MRN). It is the only identifying field kept.
+    external_id = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "external_id"], name="patient_external_id_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+def scan_upload_key(instance: Scan, filename: str) -> str:
+    """Store under a random key: client file names often carry patient names."""
+    extension = {"image/jpeg": "jpg", "image/png": "png"}.get(instance.content_type, "bin")
+    return f"scans/{instance.public_id.hex[:2]}/{instance.public_id.hex}.{extension}"
+
+
+class Scan(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="scans")
+    image = models.FileField(upload_to=scan_upload_key, max_length=200)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    content_type = models.CharField(max_length=64)
+    size_bytes = models.PositiveIntegerField()
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"scan {self.public_id}"
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def visible_to(self, user: object) -> JobQuerySet:
+        organisation = organisation_of(user)
+        if organisation is None:
+            return self.none()
+        return self.filter(scan__patient__organisation=organisation)
+
+    def unfinished(self) -> JobQuerySet:
+        return self.filter(status__in=Job.UNFINISHED)
+
+
+class Job(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    scan = models.ForeignKey(Scan, on_delete=models.PROTECT, related_name="jobs")
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    queue = models.CharField(max_length=100)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["status", "queued_at"])]
+
+    def __str__(self) -> str:
+        return f"job {self.public_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @classmethod
+    def unfinished_with_id(cls, public_id: uuid.UUID) -> QuerySet[Job]:
+        """Select a job only while unfinished: the guard that makes worker reports idempotent."""
+        return cls.objects.filter(Q(public_id=public_id) & Q(status__in=cls.UNFINISHED))
+
+
+def heatmap_upload_key(instance: Prediction, filename: str) -> str:
+    job_hex = instance.job.public_id.hex
+    return f"heatmaps/{job_hex[:2]}/{job_hex}.png"
+
+
+class Prediction(models.Model):
+    """What the model said about one job's scan."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="prediction")
+    label = models.CharField(max_length=32, choices=[(label, label) for label in LABELS])
+    probabilities = models.JSONField()
+    model_version = models.CharField(max_length=100)
+    inference_ms = models.FloatField()
+    heatmap = models.FileField(upload_to=heatmap_upload_key, blank=True, max_length=200)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.model_version})"
+
+    @property
+    def confidence(self) -> float:
+        return float(self.probabilities.get(self.label, 0.0))
+
+
+def organisation_of(user: object) -> Organisation | None:
+    """Return the user's organisation, or None for anonymous users and non-members."""
+    if not getattr(user, "is_authenticated", False):
+        return None
+    membership = getattr(user, "membership", None)
+    return membership.organisation if membership is not None else None

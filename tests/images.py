@@ -1,0 +1,50 @@
+"""Synthetic test images: never the data set's scans."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from PIL import Image
+
+
+def brain_like(size: int = 96, seed: int = 0) -> Image.Image:
+    """A grey ellipse with a bright blob, vaguely shaped like an axial MRI slice."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size - 0.5
+    head = ((x / 0.4) ** 2 + (y / 0.45) ** 2 < 1).astype(np.float32) * 120
+    cx, cy = rng.uniform(-0.2, 0.2, size=2)
+    blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.005) * 120
+    noise = rng.normal(0, 8, size=(size, size))
+    return Image.fromarray(np.clip(head + blob + noise, 0, 255).astype(np.uint8), mode="L")
+
+
+def encode(image: Image.Image, image_format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def png_bytes(size: int = 96, seed: int = 0) -> bytes:
+    return encode(brain_like(size, seed), "PNG")
+
+
+def jpeg_bytes(size: int = 96, seed: int = 0) -> bytes:
+    return encode(brain_like(size, seed).convert("RGB"), "JPEG")
+
+
+def truncated_jpeg() -> bytes:
+    whole = jpeg_bytes(256)
+    return whole[: len(whole) // 2]
+
+
+def png_claiming_size(width: int, height: int) -> bytes:
+    """A valid tiny PNG whose header claims `width` x `height` pixels: a decompression bomb."""
+    whole = png_bytes(8)
+    ihdr_start = 8 + 4  # signature, then the chunk's length
+    fields = struct.pack(">II", width, height) + whole[ihdr_start + 12 : ihdr_start + 17]
+    chunk = b"IHDR" + fields
+    crc = struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
+    return whole[:ihdr_start] + chunk + crc + whole[ihdr_start + 4 + 13 + 4 :]

@@ -1,0 +1,106 @@
+"""The classification task: start the job, fetch its image, classify it, report back.
+
+Delivery is at least once (acks_late, redelivery after a crash), and every report
+to the site is idempotent, so running a task twice records one result.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init
+
+from ml.errors import InvalidImageError
+from workers import model_loader
+from workers.contracts import (
+    CONTRACT_VERSION,
+    TASK_NAME,
+    ContractError,
+    PredictionRequest,
+    PredictionResult,
+)
+from workers.web_client import SiteClient, SiteError
+
+log = logging.getLogger(__name__)
+
+# Retry an unreachable site for about 15 minutes (10 s, 20 s, ... capped at 5 min),
+# after which the site's sweeper queues the job again.
+MAX_SITE_RETRIES = 6
+BACKOFF_BASE_S = 10
+BACKOFF_CAP_S = 300
+
+_client: SiteClient | None = None
+
+
+def site_client() -> SiteClient:
+    global _client
+    if _client is None:
+        _client = SiteClient.from_environment()
+    return _client
+
+
+@worker_process_init.connect
+def preload_model(**kwargs: Any) -> None:
+    """Load the model in each child right after the fork, so the first job is not slow."""
+    try:
+        model_loader.current_engine()
+    except Exception:
+        # The first task reports the problem; a crash here would only restart the child.
+        log.exception("could not preload the model")
+
+
+@shared_task(name=TASK_NAME, bind=True, max_retries=MAX_SITE_RETRIES)
+def predict_scan(self: Task, job_id: str, contract_version: int = CONTRACT_VERSION) -> str:
+    worker = self.request.hostname or socket.gethostname()
+    try:
+        return run_job(site_client(), job_id, contract_version, worker)
+    except SiteError as exc:
+        if exc.permanent:
+            log.error("job %s: the site refused a report: %s", job_id, exc)
+            return "refused"
+        log.warning("job %s: site unreachable (%s); retrying", job_id, exc)
+        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
+
+
+def backoff_s(retries: int) -> int:
+    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**retries)
+
+
+def run_job(client: SiteClient, job_id: str, contract_version: int, worker: str) -> str:
+    """Carry one job from start to a recorded outcome; return what happened, for the log."""
+    try:
+        PredictionRequest.from_task_kwargs(job_id, contract_version)
+    except ContractError as exc:
+        client.post_failure(job_id, str(exc), worker)
+        return "failed"
+    if not client.start(job_id, worker).proceed:
+        return "already finished"
+    image = client.fetch_image(job_id)
+    try:
+        result = classify(job_id, image, worker)
+    except InvalidImageError as exc:
+        client.post_failure(job_id, f"The image cannot be classified: {exc}", worker)
+        return "failed"
+    except SoftTimeLimitExceeded:
+        client.post_failure(job_id, "Classification took longer than the time limit.", worker)
+        return "failed"
+    client.post_result(result)
+    return "succeeded"
+
+
+def classify(job_id: str, image: bytes, worker: str) -> PredictionResult:
+    engine = model_loader.current_engine()
+    prediction, explanation = engine.explain(image)
+    return PredictionResult(
+        job_id=job_id,
+        label=prediction.label,
+        probabilities=prediction.probabilities,
+        model_version=prediction.model_version,
+        inference_ms=prediction.inference_ms,
+        worker=worker,
+        heatmap_png=explanation.overlay_png,
+    )

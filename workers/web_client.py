@@ -1,0 +1,87 @@
+"""The worker's only channel to the site: authenticated HTTP to the internal job endpoints.
+
+Errors come back as `SiteError(permanent=...)`: a dropped connection or a 5xx may
+succeed later and is retried; a 4xx will not and is not.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from workers.contracts import PredictionResult
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+class SiteError(Exception):
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class StartAnswer:
+    proceed: bool
+    attempt: int
+
+
+class SiteClient:
+    def __init__(self, site_url: str, secret: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        if not site_url.startswith(("http://", "https://")):
+            raise ValueError(f"SITE_URL must be an http(s) URL, got {site_url!r}")
+        if not secret:
+            raise ValueError("WORKER_SECRET must be set")
+        self.base = site_url.rstrip("/") + "/api/v1/internal/jobs/"
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Worker {secret}"
+
+    @classmethod
+    def from_environment(cls) -> SiteClient:
+        return cls(os.environ.get("SITE_URL", ""), _secret_from_environment())
+
+    def start(self, job_id: str, worker: str) -> StartAnswer:
+        body = self._request("POST", f"{job_id}/start/", json={"worker": worker}).json()
+        return StartAnswer(proceed=bool(body["proceed"]), attempt=int(body.get("attempt", 0)))
+
+    def fetch_image(self, job_id: str) -> bytes:
+        return self._request("GET", f"{job_id}/image/").content
+
+    def post_result(self, result: PredictionResult) -> bool:
+        response = self._request("POST", f"{result.job_id}/result/", json=result.to_json())
+        return bool(response.json()["recorded"])
+
+    def post_failure(self, job_id: str, reason: str, worker: str) -> bool:
+        body = {"reason": reason, "worker": worker}
+        return bool(self._request("POST", f"{job_id}/failure/", json=body).json()["recorded"])
+
+    def check(self) -> None:
+        """Prove the site answers and accepts our secret (a 404 for a made-up job does both)."""
+        try:
+            self._request("GET", "00000000-0000-0000-0000-000000000000/image/")
+        except SiteError as exc:
+            if "404" not in str(exc):
+                raise
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.base + path
+        try:
+            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+        except requests.RequestException as exc:
+            raise SiteError(f"{method} {url}: {exc}", permanent=False) from exc
+        if response.status_code >= 400:
+            permanent = response.status_code < 500 and response.status_code != 429
+            detail = response.text[:300]
+            raise SiteError(f"{method} {url}: HTTP {response.status_code} {detail}", permanent)
+        return response
+
+
+def _secret_from_environment() -> str:
+    if file_name := os.environ.get("WORKER_SECRET_FILE"):
+        with open(file_name) as handle:
+            return handle.read().strip()
+    return os.environ.get("WORKER_SECRET", "")
