@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -7,6 +8,25 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.factories import PatientFactory, UserFactory
+from webapp.local_redis import free_port, start_redis
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Use the Redis in REDIS_URL (CI) or start a private one before Celery reads its URL."""
+    if os.environ.get("REDIS_URL") or os.environ.get("CELERY_BROKER_URL"):
+        return
+    port = free_port()
+    config.stash[_LOCAL_REDIS] = start_redis(port)
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if process := config.stash.get(_LOCAL_REDIS, None):
+        process.terminate()
+        process.wait(timeout=10)
+
+
+_LOCAL_REDIS = pytest.StashKey[Any]()
 
 
 @pytest.fixture(autouse=True)

@@ -58,6 +58,10 @@ def predict_scan(self: Task, job_id: str, contract_version: int = CONTRACT_VERSI
     worker = self.request.hostname or socket.gethostname()
     try:
         return run_job(site_client(), job_id, contract_version, worker)
+    except SoftTimeLimitExceeded:
+        reason = f"The job took longer than the {self.app.conf.task_soft_time_limit} s limit."
+        site_client().post_failure(job_id, reason, worker)
+        return "failed"
     except SiteError as exc:
         if exc.permanent:
             log.error("job %s: the site refused a report: %s", job_id, exc)
@@ -84,9 +88,6 @@ def run_job(client: SiteClient, job_id: str, contract_version: int, worker: str)
         result = classify(job_id, image, worker)
     except InvalidImageError as exc:
         client.post_failure(job_id, f"The image cannot be classified: {exc}", worker)
-        return "failed"
-    except SoftTimeLimitExceeded:
-        client.post_failure(job_id, "Classification took longer than the time limit.", worker)
         return "failed"
     client.post_result(result)
     return "succeeded"
