@@ -22,8 +22,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.images import jpeg_bytes  # noqa: E402
-from webapp.runstack import RunningStack  # noqa: E402
+from tests.images import jpeg_bytes
+from webapp.runstack import RunningStack
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ def test_env_secret_reads_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_a_required_secret_must_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("API_SECRET", raising=False)
-    with pytest.raises(ImproperlyConfigured, match="API_SECRET .* must be set"):
+    with pytest.raises(ImproperlyConfigured, match=r"API_SECRET .* must be set"):
         env_secret("API_SECRET")
 
 
