@@ -21,10 +21,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, loop: bool, interval: float, **options: Any) -> None:
         while True:
-            close_old_connections()
             requeued, failed = jobs.sweep()
             if requeued or failed or not loop:
                 self.stdout.write(f"sweep: {requeued} requeued, {failed} failed")
             if not loop:
                 return
             time.sleep(interval)
+            # A long-lived loop must not keep a connection the database has dropped.
+            close_old_connections()
