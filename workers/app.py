@@ -7,5 +7,7 @@ from celery import Celery
 from workers.config import celery_settings
 
 # `include` is imported only by a worker process, so the site never loads TensorFlow.
-app = Celery("mri", include=["workers.tasks"])
+# No fixups: Celery would set up Django in the worker whenever DJANGO_SETTINGS_MODULE
+# happens to be set, and workers must run without the site's settings or database.
+app = Celery("mri", include=["workers.tasks"], fixups=[])
 app.conf.update(celery_settings())
