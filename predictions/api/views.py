@@ -76,7 +76,7 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
         )
         body = {"job": JobSummarySerializer(job, context={"request": request}).data}
         return Response(
-            body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["job"]["url"]}
+            body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["job"]["url"])}
         )
 
     @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})

@@ -1,0 +1,147 @@
+"""The `python -m ml` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from ml.errors import MLError
+from ml.registry import ModelRegistry, default_registry_root
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        sys.exit(args.handler(args) or 0)
+    except (MLError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ml", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train a model and write a versioned artefact")
+    train.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
+    train.add_argument("--arch", default="mri_cnn", help="mri_cnn (default), seed_cnn, tiny")
+    train.add_argument("--epochs", type=int, default=60)
+    train.add_argument("--out", type=Path, default=None, help="registry folder (default models/)")
+    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--promote", action="store_true", help="make it the active model")
+    train.set_defaults(handler=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="figures and plots for a model on a data set")
+    evaluate.add_argument("--model", type=Path, help="artefact folder (default: active model)")
+    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument(
+        "--split",
+        choices=["val", "all"],
+        default="val",
+        help="val: only the model's own held-out groups (default)",
+    )
+    evaluate.add_argument("--out", type=Path, help="where to write metrics.json and plots")
+    evaluate.set_defaults(handler=run_evaluate)
+
+    predict = commands.add_parser("predict", help="classify images; one JSON line each")
+    predict.add_argument("--model", type=Path, help="artefact folder (default: active model)")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.set_defaults(handler=run_predict)
+
+    registry = commands.add_parser("registry", help="list, promote or roll back model versions")
+    registry.add_argument("--root", type=Path, default=None)
+    actions = registry.add_subparsers(required=True, metavar="ACTION")
+    actions.add_parser("list").set_defaults(handler=run_registry_list)
+    promote = actions.add_parser("promote")
+    promote.add_argument("version")
+    promote.set_defaults(handler=run_registry_promote)
+    actions.add_parser("rollback").set_defaults(handler=run_registry_rollback)
+
+    bench = commands.add_parser("bench", help="images per second: tutorial's way vs engine")
+    bench.add_argument("--model", type=Path, help="artefact folder (default: active model)")
+    bench.add_argument("--data", type=Path, required=True)
+    bench.add_argument("--seed-model", type=Path, help="seed_cnn artefact for the tutorial's way")
+    bench.add_argument("--limit", type=int, default=394, help="images to use")
+    bench.add_argument("--repeats", type=int, default=3)
+    bench.set_defaults(handler=run_bench)
+    return parser
+
+
+def _model_path(args: argparse.Namespace) -> Path:
+    return args.model if args.model else ModelRegistry().active_path()
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from ml.train import SEED_CNN_OPTIONS, TrainingOptions, train
+
+    overrides = SEED_CNN_OPTIONS if args.arch == "seed_cnn" else {}
+    options = TrainingOptions(
+        architecture=args.arch, epochs=args.epochs, seed=args.seed,
+        val_fraction=args.val_fraction, batch_size=args.batch_size, **overrides,
+    )  # fmt: skip
+    out = args.out or default_registry_root()
+    folder = train(args.data, out, options)
+    if args.promote:
+        ModelRegistry(out).promote(folder.name)
+        print(f"promoted {folder.name}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    from ml.evaluation_run import evaluate_model
+
+    evaluate_model(_model_path(args), args.data, args.split, args.out)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ml.inference import InferenceEngine
+
+    engine = InferenceEngine.load(_model_path(args))
+    status = 0
+    for path in args.images:
+        try:
+            prediction = engine.predict([path.read_bytes()])[0]
+        except (MLError, OSError) as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        print(json.dumps({"path": str(path), "label": prediction.label,
+                          "probabilities": prediction.probabilities,
+                          "model_version": prediction.model_version}), flush=True)  # fmt: skip
+    return status
+
+
+def _registry(args: argparse.Namespace) -> ModelRegistry:
+    return ModelRegistry(args.root or default_registry_root())
+
+
+def run_registry_list(args: argparse.Namespace) -> None:
+    for info in _registry(args).versions():
+        validation = info.metadata.get("validation") or {}
+        figures = (f"val acc {validation['accuracy']:.3f} macro-F1 {validation['macro_f1']:.3f}"
+                   if validation else "no validation figures")  # fmt: skip
+        marker = "*" if info.active else " "
+        print(f"{marker} {info.version:<32} {info.metadata.get('architecture', '?'):<9} {figures}")
+
+
+def run_registry_promote(args: argparse.Namespace) -> None:
+    _registry(args).promote(args.version)
+    print(f"active model: {args.version}")
+
+
+def run_registry_rollback(args: argparse.Namespace) -> None:
+    print(f"active model: {_registry(args).rollback()}")
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from ml.bench import run
+
+    run(_model_path(args), args.data, args.seed_model, args.limit, args.repeats)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,188 @@
+"""Serve a trained model: load once, warm up, classify batches, explain with Grad-CAM."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ml.errors import ModelNotFoundError
+from ml.preprocessing import PreprocessConfig, preprocess_bytes
+from ml.registry import METADATA_FILE, MODEL_FILE
+
+BATCH_SIZE = 64
+OVERLAY_SIDE = 256
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+    model_version: str
+    inference_ms: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    heatmap: np.ndarray  # (height, width) float32 in [0, 1], the model input's size
+    overlay_png: bytes  # the heat map over the model's view of the scan
+
+
+_configured = False
+
+
+def configure_tensorflow() -> None:
+    """Set up TensorFlow for this process; call before any TensorFlow op, once per process.
+
+    GPU memory growth stops one process from reserving the whole card, so several
+    worker processes (or a worker and a training job) can share it.
+    """
+    global _configured
+    if _configured:
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
+    if threads := os.environ.get("TF_INTRA_OP_THREADS"):
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+    _configured = True
+
+
+class InferenceEngine:
+    def __init__(self, model: Any, metadata: dict[str, Any]) -> None:
+        import tensorflow as tf
+
+        from ml.model import LAST_CONV_LAYER
+
+        self.model = model
+        self.metadata = metadata
+        self.version: str = metadata["version"]
+        self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
+        self.config = PreprocessConfig.from_metadata(metadata["preprocessing"])
+        signature = [tf.TensorSpec([None, *self.config.input_size, self.config.channels],
+                                   tf.float32)]  # fmt: skip
+        self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
+        explainer = _keras().Model(
+            model.inputs, [model.get_layer(LAST_CONV_LAYER).output, model.output]
+        )
+        self._gradcam = tf.function(lambda x: _gradcam(explainer, x), input_signature=signature)
+        self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
+
+    @classmethod
+    def load(cls, artefact_dir: Path | str) -> InferenceEngine:
+        """Load an artefact folder (model.keras + metadata.json) and warm it up."""
+        folder = Path(artefact_dir)
+        if not (folder / MODEL_FILE).is_file() or not (folder / METADATA_FILE).is_file():
+            raise ModelNotFoundError(f"{folder} holds no {MODEL_FILE} and {METADATA_FILE}")
+        import ml.model  # noqa: F401  registers the custom layers for deserialisation
+
+        model = _keras().saving.load_model(folder / MODEL_FILE, compile=False)
+        engine = cls(model, json.loads((folder / METADATA_FILE).read_text()))
+        engine.warm_up()
+        return engine
+
+    def warm_up(self) -> None:
+        """Trace the compiled calls now, so the first real scan is not slow."""
+        blank = np.zeros((1, *self.config.input_size, self.config.channels), np.float32)
+        self._forward(blank)
+        self._gradcam(blank)
+
+    def predict(self, images: Sequence[bytes]) -> list[Prediction]:
+        """Classify encoded images (any size or mode) in batches.
+
+        Decoding runs in a thread pool while the model works on the previous batch.
+        Raises `InvalidImageError` for the first image that cannot be decoded.
+        """
+        started = time.perf_counter()
+        probabilities = [row for batch in self._batches(images) for row in self._run(batch)]
+        per_image_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
+        return [self._prediction(row, per_image_ms) for row in probabilities]
+
+    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
+        """Return probabilities (n, classes) for preprocessed float32 (n, h, w, c) images."""
+        return np.concatenate([self._run(batch[i : i + BATCH_SIZE])
+                               for i in range(0, len(batch), BATCH_SIZE)])  # fmt: skip
+
+    def explain(self, image: bytes) -> tuple[Prediction, Explanation]:
+        """Classify one image and return where the model looked (Grad-CAM)."""
+        started = time.perf_counter()
+        array = preprocess_bytes(image, self.config)
+        probabilities, heatmap = (t.numpy() for t in self._gradcam(array[np.newaxis]))
+        prediction = self._prediction(probabilities[0], (time.perf_counter() - started) * 1000)
+        overlay = overlay_png(array[:, :, 0], heatmap[0])
+        return prediction, Explanation(heatmap=heatmap[0], overlay_png=overlay)
+
+    def _batches(self, images: Sequence[bytes]) -> Iterator[np.ndarray]:
+        arrays = self._pool.map(lambda data: preprocess_bytes(data, self.config), images)
+        batch: list[np.ndarray] = []
+        for array in arrays:
+            batch.append(array)
+            if len(batch) == BATCH_SIZE:
+                yield np.stack(batch)
+                batch = []
+        if batch:
+            yield np.stack(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(batch.astype(np.float32, copy=False)).numpy()
+
+    def _prediction(self, row: np.ndarray, inference_ms: float) -> Prediction:
+        probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
+        return Prediction(
+            label=self.class_names[int(np.argmax(row))],
+            probabilities=probabilities,
+            model_version=self.version,
+            inference_ms=round(inference_ms, 2),
+        )
+
+
+def _keras() -> Any:
+    import keras
+
+    return keras
+
+
+def _gradcam(explainer: Any, batch: Any) -> tuple[Any, Any]:
+    """Return (probabilities, heat maps in [0, 1] at the input's size) in one pass."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        activations, probabilities = explainer(batch, training=False)
+        top = tf.argmax(probabilities, axis=1)
+        score = tf.gather(probabilities, top, axis=1, batch_dims=1)
+    gradients = tape.gradient(score, activations)
+    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1, keepdims=True))
+    cam = cam / (tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True) + 1e-8)
+    cam = tf.image.resize(cam, tf.shape(batch)[1:3], method="bilinear")
+    return probabilities, cam[:, :, :, 0]
+
+
+def overlay_png(gray: np.ndarray, heatmap: np.ndarray, side: int = OVERLAY_SIDE) -> bytes:
+    """Blend a colour heat map over the grayscale model input; return PNG bytes."""
+    base = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8)).resize((side, side))
+    heat = np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize((side, side)))
+    colour = _colour_map(heat.astype(np.float32) / 255)
+    alpha = (0.55 * heat.astype(np.float32) / 255)[:, :, np.newaxis]
+    blended = np.asarray(base.convert("RGB"), np.float32) * (1 - alpha) + colour * alpha
+    buffer = io.BytesIO()
+    Image.fromarray(blended.astype(np.uint8)).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def _colour_map(values: np.ndarray) -> np.ndarray:
+    """Blue -> cyan -> yellow -> red, like the "jet" map radiologists know from Grad-CAM papers."""
+    red = np.clip(1.5 - np.abs(4 * values - 3), 0, 1)
+    green = np.clip(1.5 - np.abs(4 * values - 2), 0, 1)
+    blue = np.clip(1.5 - np.abs(4 * values - 1), 0, 1)
+    return np.stack([red, green, blue], axis=-1) * 255

@@ -1,0 +1,135 @@
+"""The architectures: `seed_cnn` (the tutorial's baseline), `mri_cnn` (default), `tiny` (tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+from keras import layers
+
+from ml.labels import CLASS_NAMES
+from ml.preprocessing import PreprocessConfig
+
+# Grad-CAM reads the activations of the layer with this name.
+LAST_CONV_LAYER = "last_conv"
+
+
+@keras.saving.register_keras_serializable(package="mri")
+class PerImageStandardization(layers.Layer):
+    """Scale each image to zero mean and unit variance.
+
+    MRI intensity has no absolute unit: scanners and protocols differ in gain, so
+    the model sees each slice relative to itself.
+    """
+
+    def call(self, inputs: Any) -> Any:
+        mean = keras.ops.mean(inputs, axis=(1, 2, 3), keepdims=True)
+        std = keras.ops.std(inputs, axis=(1, 2, 3), keepdims=True)
+        return (inputs - mean) / keras.ops.maximum(std, 1e-3)
+
+
+@keras.saving.register_keras_serializable(package="mri")
+class Rescale(layers.Layer):
+    """`x / 255`, as the tutorial's ImageDataGenerator did (a plain layer, safe to reload)."""
+
+    def call(self, inputs: Any) -> Any:
+        return inputs / 255.0
+
+
+ARCHITECTURES: dict[str, PreprocessConfig] = {
+    "seed_cnn": PreprocessConfig(input_size=(64, 64), channels=3, head_crop=False, name="rgb-64"),
+    "mri_cnn": PreprocessConfig(input_size=(128, 128), channels=1, head_crop=True),
+    "tiny": PreprocessConfig(input_size=(32, 32), channels=1, head_crop=True),
+}
+
+
+def preprocess_config(architecture: str) -> PreprocessConfig:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}"
+        )
+    return ARCHITECTURES[architecture]
+
+
+def build_model(architecture: str, dropout_rate: float = 0.3) -> keras.Model:
+    """Return an uncompiled Functional model mapping 0..255 images to class probabilities."""
+    config = preprocess_config(architecture)
+    inputs = keras.Input((*config.input_size, config.channels), name="image")
+    builders: dict[str, Callable[[Any, float], Any]] = {
+        "seed_cnn": _seed_cnn,
+        "mri_cnn": _mri_cnn,
+        "tiny": _tiny,
+    }
+    outputs = builders[architecture](inputs, dropout_rate)
+    return keras.Model(inputs, outputs, name=architecture)
+
+
+def _seed_cnn(inputs: Any, dropout_rate: float) -> Any:
+    """The tutorial's network: four Conv2D + MaxPool blocks, Flatten, Dense, softmax."""
+    x = Rescale(name="rescale")(inputs)
+    for index, filters in enumerate((32, 32, 64, 64)):
+        name = LAST_CONV_LAYER if index == 3 else None
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=name)(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(128, activation="relu")(x)
+    return layers.Dense(len(CLASS_NAMES), activation="softmax", name="probabilities")(x)
+
+
+def _mri_cnn(inputs: Any, dropout_rate: float) -> Any:
+    """A small separable-convolution network, ~40 MFLOP per 128x128 slice.
+
+    GroupNormalization rather than BatchNorm: it behaves the same in training and
+    inference, so no moving statistics can drift away from clean inputs.
+    """
+    x = PerImageStandardization(name="standardize")(inputs)
+    x = _conv_unit(layers.Conv2D(24, 3, strides=2, padding="same", use_bias=False), x)  # 64
+    x = _conv_unit(layers.SeparableConv2D(32, 3, padding="same", use_bias=False), x)
+    x = layers.MaxPooling2D()(x)  # 32
+    x = _conv_unit(layers.SeparableConv2D(64, 3, padding="same", use_bias=False), x)
+    x = _conv_unit(layers.SeparableConv2D(64, 3, padding="same", use_bias=False), x)
+    x = layers.MaxPooling2D()(x)  # 16
+    x = _conv_unit(layers.SeparableConv2D(128, 3, padding="same", use_bias=False), x)
+    x = _conv_unit(layers.SeparableConv2D(128, 3, padding="same", use_bias=False), x)
+    x = layers.MaxPooling2D()(x)  # 8
+    x = _conv_unit(layers.SeparableConv2D(192, 3, padding="same", use_bias=False), x,
+                   name=LAST_CONV_LAYER)  # fmt: skip
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout_rate)(x)
+    return layers.Dense(len(CLASS_NAMES), activation="softmax", name="probabilities")(x)
+
+
+def _conv_unit(convolution: layers.Layer, x: Any, name: str | None = None) -> Any:
+    x = convolution(x)
+    x = layers.GroupNormalization(groups=8)(x)
+    return layers.Activation("relu", name=name)(x)
+
+
+def _tiny(inputs: Any, dropout_rate: float) -> Any:
+    x = PerImageStandardization()(inputs)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name=LAST_CONV_LAYER)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return layers.Dense(len(CLASS_NAMES), activation="softmax", name="probabilities")(x)
+
+
+def estimate_flops(model: keras.Model) -> int:
+    """Return multiply-adds x 2 of the convolution and dense layers for one image."""
+    total = 0
+    for layer in model.layers:
+        if not hasattr(layer, "kernel") and not isinstance(layer, layers.SeparableConv2D):
+            continue
+        output_shape = layer.output.shape
+        spatial = 1
+        for dim in output_shape[1:-1]:
+            spatial *= int(dim)
+        if isinstance(layer, layers.SeparableConv2D):
+            depthwise = layer.depthwise_kernel.shape
+            total += spatial * int(depthwise[0] * depthwise[1] * depthwise[2])
+            total += spatial * int(
+                layer.pointwise_kernel.shape[2] * layer.pointwise_kernel.shape[3]
+            )
+        else:
+            total += spatial * int(keras.ops.size(layer.kernel))
+    return 2 * total
