@@ -56,6 +56,7 @@ def train(data_dir: Path, out_dir: Path, options: TrainingOptions) -> Path:
         epochs=options.epochs,
         class_weight=_class_weights(dataset.labels[train_index], options),
         callbacks=_callbacks(options),
+        shuffle=False,  # the pipeline shuffles, with the run's seed
         verbose=0,
     )
     seconds = time.monotonic() - started

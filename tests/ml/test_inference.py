@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ml.errors import InvalidImageError, ModelNotFoundError
+from ml.inference import InferenceEngine
+from ml.labels import CLASS_NAMES
+from tests.images import brain_like, encode, jpeg_bytes, png_bytes
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_registry: Path) -> InferenceEngine:
+    return InferenceEngine.load(tiny_registry / "tiny-a")
+
+
+def test_predicts_a_label_and_probabilities_in_class_order(engine: InferenceEngine) -> None:
+    predictions = engine.predict([png_bytes(), jpeg_bytes(300), png_bytes(40, seed=3)])
+    assert len(predictions) == 3
+    for prediction in predictions:
+        assert tuple(prediction.probabilities) == CLASS_NAMES
+        assert math.isclose(sum(prediction.probabilities.values()), 1.0, abs_tol=1e-5)
+        assert prediction.label == max(prediction.probabilities, key=prediction.probabilities.get)
+        assert prediction.model_version == "tiny-a"
+
+
+def test_batches_give_the_same_answer_as_single_images(engine: InferenceEngine) -> None:
+    images = [png_bytes(64, seed) for seed in range(70)]  # more than one batch
+    together = engine.predict(images)
+    alone = [engine.predict([image])[0] for image in images[:3]]
+    for joint, single in zip(together[:3], alone, strict=True):
+        for name in CLASS_NAMES:
+            assert joint.probabilities[name] == pytest.approx(single.probabilities[name], abs=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "CMYK"])
+def test_accepts_images_of_any_mode(engine: InferenceEngine, mode: str) -> None:
+    image = brain_like(50).convert("RGB").convert(mode)
+    image_format = "JPEG" if mode == "CMYK" else "PNG"
+    assert engine.predict([encode(image, image_format)])[0].label in CLASS_NAMES
+
+
+def test_refuses_a_non_image_with_a_clear_error(engine: InferenceEngine) -> None:
+    with pytest.raises(InvalidImageError, match="not an image"):
+        engine.predict([b"%PDF-1.7"])
+
+
+def test_explains_with_a_heat_map_and_an_overlay(engine: InferenceEngine) -> None:
+    prediction, explanation = engine.explain(jpeg_bytes(200))
+    assert prediction.label in CLASS_NAMES
+    assert explanation.heatmap.shape == (32, 32)
+    assert explanation.heatmap.min() >= 0 and explanation.heatmap.max() <= 1
+    overlay = Image.open(io.BytesIO(explanation.overlay_png))
+    assert overlay.format == "PNG" and overlay.size == (256, 256)
+
+
+def test_predict_arrays_matches_predict(engine: InferenceEngine) -> None:
+    from ml.preprocessing import preprocess_bytes
+
+    data = png_bytes(90)
+    array = preprocess_bytes(data, engine.config)[np.newaxis]
+    probabilities = engine.predict_arrays(array)[0]
+    expected = engine.predict([data])[0].probabilities
+    assert probabilities == pytest.approx([expected[name] for name in CLASS_NAMES], abs=1e-6)
+
+
+def test_loading_a_folder_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"holds no model\.keras"):
+        InferenceEngine.load(tmp_path)
