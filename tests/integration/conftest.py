@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
+import tests.images
 from workers.config import broker_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,3 +132,41 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+@pytest.fixture
+def caller(site: str) -> tuple[requests.Session, Any]:
+    """An API client with a token, and a patient of its organisation."""
+    from rest_framework.authtoken.models import Token
+
+    from tests.factories import PatientFactory, UserFactory
+
+    user = UserFactory()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    return session, PatientFactory(organisation=user.membership.organisation)
+
+
+def submit(site: str, caller: tuple[requests.Session, Any]) -> dict[str, Any]:
+    session, patient = caller
+    response = session.post(
+        f"{site}/api/v1/scans/",
+        files={"image": ("slice.png", tests.images.png_bytes(128), "image/png")},
+        data={"patient": str(patient.public_id)},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["job"]
+
+
+def poll_until_finished(session: requests.Session, url: str, timeout_s: float) -> dict[str, Any]:
+    seen: list[str] = []
+
+    def finished() -> dict[str, Any] | None:
+        body = session.get(url, timeout=10).json()
+        seen.append(body["status"])
+        return body if body["status"] in ("succeeded", "failed") else None
+
+    body = wait_for(finished, timeout_s, f"job {url} to finish")
+    body["seen"] = seen
+    return body

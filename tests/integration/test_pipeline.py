@@ -11,50 +11,13 @@ import threading
 from typing import Any
 
 import pytest
-import requests
-from rest_framework.authtoken.models import Token
 
 from predictions.api import internal
 from predictions.models import Job, Prediction
-from tests.factories import PatientFactory, UserFactory
-from tests.images import png_bytes
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import poll_until_finished, submit, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 LABELS = {"glioma", "meningioma", "no_tumor", "pituitary"}
-
-
-@pytest.fixture
-def caller(site: str) -> tuple[requests.Session, Any]:
-    user = UserFactory()
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
-    return session, PatientFactory(organisation=user.membership.organisation)
-
-
-def submit(site: str, caller: tuple[requests.Session, Any]) -> dict[str, Any]:
-    session, patient = caller
-    response = session.post(
-        f"{site}/api/v1/scans/",
-        files={"image": ("slice.png", png_bytes(128), "image/png")},
-        data={"patient": str(patient.public_id)},
-        timeout=30,
-    )
-    assert response.status_code == 202, response.text
-    return response.json()["job"]
-
-
-def poll_until_finished(session: requests.Session, url: str, timeout_s: float) -> dict[str, Any]:
-    seen: list[str] = []
-
-    def finished() -> dict[str, Any] | None:
-        body = session.get(url, timeout=10).json()
-        seen.append(body["status"])
-        return body if body["status"] in ("succeeded", "failed") else None
-
-    body = wait_for(finished, timeout_s, f"job {url} to finish")
-    body["seen"] = seen
-    return body
 
 
 def test_a_submitted_scan_is_classified_by_a_worker(
