@@ -4,7 +4,8 @@
 
 (function () {
   const POLL_MS = 1500;
-  const MAX_PARALLEL_UPLOADS = 2;
+  // One file at a time: each shows its own progress, and the site is never flooded.
+  const MAX_PARALLEL_UPLOADS = 1;
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -20,6 +21,13 @@
   function announce(text) {
     const announcer = document.getElementById("announcer");
     if (announcer) announcer.textContent = text;
+  }
+
+  function now() {
+    const date = new Date();
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+      `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
   }
 
   function formatSeconds(seconds) {
@@ -118,7 +126,7 @@
     if (empty) empty.remove();
     const row = el("tr", { "data-job": job.id, "data-finished": "false", "data-elapsed": String(job.elapsed_s) }, [
       el("td", {}, [el("img", { className: "thumb", src: job.scan_image_url, alt: `Scan ${fileName}`, width: "48", height: "48" })]),
-      el("td", { text: new Date().toLocaleString() }),
+      el("td", { text: now() }),
       el("td", { className: "job-status" }),
       el("td", { className: "job-result", text: "—" }),
       el("td", { text: "—" }),
