@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from predictions.models import Job, Membership, Organisation, Patient, Prediction, Scan
+from predictions.models import (
+    Job,
+    Membership,
+    Organisation,
+    Patient,
+    Prediction,
+    Review,
+    Scan,
+)
 
 
 @admin.register(Organisation)
@@ -52,3 +60,11 @@ class JobAdmin(admin.ModelAdmin):
 class PredictionAdmin(admin.ModelAdmin):
     list_display = ["job", "label", "model_version", "inference_ms", "created"]
     list_filter = ["label", "model_version"]
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ["job", "label", "confirmed", "reviewed_by", "reviewed_at"]
+    list_filter = ["label", "confirmed"]
+    list_select_related = ["job", "reviewed_by"]
+    readonly_fields = ["job", "reviewed_by", "reviewed_at"]

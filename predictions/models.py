@@ -175,3 +175,24 @@ def organisation_of(user: object) -> Organisation | None:
         return None
     membership = getattr(user, "membership", None)
     return membership.organisation if membership is not None else None
+
+
+class Review(models.Model):
+    """A clinician's verdict on a job's result: the label the next model is trained on."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="review")
+    label = models.CharField(max_length=32, choices=[(label, label) for label in LABELS])
+    # Stored, not derived at query time, so reports can count agreement cheaply.
+    confirmed = models.BooleanField(help_text="The reviewer kept the model's label.")
+    comment = models.TextField(blank=True, max_length=2000)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-reviewed_at"]
+
+    def __str__(self) -> str:
+        verdict = "confirmed" if self.confirmed else "corrected"
+        return f"{self.label} ({verdict})"

@@ -55,7 +55,8 @@ WSGI_APPLICATION = "webapp.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide templates (the login and password pages) before the apps' own.
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -133,6 +134,8 @@ JOB_QUEUED_TIMEOUT = env_int("JOB_QUEUED_TIMEOUT", 600, minimum=1)
 JOB_RUNNING_TIMEOUT = env_int("JOB_RUNNING_TIMEOUT", 600, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 LOW_CONFIDENCE_THRESHOLD = env_float("LOW_CONFIDENCE_THRESHOLD", 0.7)
+# Where the portal's dashboard links to Flower (behind its own basic auth); empty: no link.
+FLOWER_URL = env_str("FLOWER_URL", "")
 
 # The Celery app itself is configured in `workers.config`, shared with the workers.
 INFERENCE_QUEUE = inference_queue()

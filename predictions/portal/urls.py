@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from predictions.portal import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("patients/", views.patient_list, name="patients"),
+    path("patients/new/", views.patient_create, name="patient-create"),
+    path("patients/<uuid:public_id>/", views.patient_detail, name="patient"),
+    path("patients/<uuid:public_id>/scans/", views.scan_upload, name="scan-upload"),
+    path("scans/<uuid:public_id>/image/", views.scan_image, name="scan-image"),
+    path("jobs/status/", views.job_status, name="job-status"),
+    path("jobs/<uuid:public_id>/", views.job_detail, name="job"),
+    path("jobs/<uuid:public_id>/heatmap/", views.job_heatmap, name="job-heatmap"),
+    path("jobs/<uuid:public_id>/review/", views.job_review, name="job-review"),
+    path("jobs/<uuid:public_id>/retry/", views.job_retry, name="job-retry"),
+    path("export/reviewed.zip", views.export_reviewed, name="export-reviewed"),
+]

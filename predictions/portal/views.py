@@ -1,0 +1,287 @@
+"""Portal pages. Each one requires login and looks rows up only inside the caller's
+organisation, so another clinic's patient, scan or job is a 404 that reveals nothing."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, QuerySet
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from predictions import jobs, reviews
+from predictions.models import LABELS, Job, Organisation, Patient, Scan, organisation_of
+from predictions.portal import broker
+from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
+
+PATIENTS_PER_PAGE = 25
+STATUS_WORDS = {
+    Job.Status.QUEUED: "queued",
+    Job.Status.RUNNING: "running",
+    Job.Status.SUCCEEDED: "done",
+    Job.Status.FAILED: "failed",
+}
+
+
+def _organisation(request: HttpRequest) -> Organisation:
+    organisation = organisation_of(request.user)
+    if organisation is None:
+        raise PermissionDenied("Your account does not belong to an organisation.")
+    return organisation
+
+
+def _patient(request: HttpRequest, public_id: uuid.UUID) -> Patient:
+    return get_object_or_404(Patient, public_id=public_id, organisation=_organisation(request))
+
+
+def _jobs(request: HttpRequest) -> QuerySet[Job]:
+    _organisation(request)
+    return Job.objects.visible_to(request.user).select_related(
+        "scan__patient", "prediction", "review__reviewed_by"
+    )
+
+
+def _job(request: HttpRequest, public_id: uuid.UUID) -> Job:
+    return get_object_or_404(_jobs(request), public_id=public_id)
+
+
+def job_state(job: Job) -> dict[str, Any]:
+    """Return what a page row (and the status poll) shows about a job."""
+    prediction = getattr(job, "prediction", None) if job.is_finished else None
+    end = job.finished_at or timezone.now()
+    return {
+        "id": str(job.public_id),
+        "status": job.status,
+        "status_text": STATUS_WORDS[Job.Status(job.status)],
+        "finished": job.is_finished,
+        "elapsed_s": round(max(0.0, (end - job.created).total_seconds()), 1),
+        "label": prediction.label if prediction else None,
+        "confidence": round(prediction.confidence, 3) if prediction else None,
+        "needs_review": bool(prediction and _needs_review(prediction.confidence)),
+        "error": job.error,
+        "url": reverse("portal:job", args=[job.public_id]),
+        "scan_image_url": reverse("portal:scan-image", args=[job.scan.public_id]),
+    }
+
+
+def _needs_review(confidence: float) -> bool:
+    return confidence < settings.LOW_CONFIDENCE_THRESHOLD
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    visible = _jobs(request)
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    counts = dict.fromkeys(Job.Status.values, 0)
+    for row in visible.filter(created__gte=today).values("status").annotate(n=Count("pk")):
+        counts[row["status"]] = row["n"]
+    context = {
+        "counts": [(STATUS_WORDS[Job.Status(status)], n) for status, n in counts.items()],
+        "queue": settings.INFERENCE_QUEUE,
+        "queue_length": broker.queue_length(settings.INFERENCE_QUEUE),
+        "workers": broker.workers_online(),
+        "failures": visible.filter(status=Job.Status.FAILED)[:10],
+        "to_review": visible.filter(status=Job.Status.SUCCEEDED, review__isnull=True).count(),
+        "flower_url": settings.FLOWER_URL,
+    }
+    return render(request, "predictions/dashboard.html", context)
+
+
+@login_required
+@require_GET
+def patient_list(request: HttpRequest) -> HttpResponse:
+    patients = (
+        Patient.objects.filter(organisation=_organisation(request))
+        .annotate(scan_count=Count("scans"))
+        .order_by("-created")
+    )
+    query = request.GET.get("q", "").strip()
+    if query:
+        patients = patients.filter(external_id__icontains=query)
+    page = Paginator(patients, PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "predictions/patient_list.html", {"page": page, "query": query})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def patient_create(request: HttpRequest) -> HttpResponse:
+    organisation = _organisation(request)
+    form = PatientForm(request.POST or None, organisation=organisation)
+    if request.method == "POST" and form.is_valid():
+        patient = form.save(commit=False)
+        patient.organisation, patient.created_by = organisation, request.user
+        patient.save()
+        messages.success(request, f"Patient {patient.external_id} registered.")
+        return redirect("portal:patient", public_id=patient.public_id)
+    return render(request, "predictions/patient_form.html", {"form": form})
+
+
+@login_required
+@require_GET
+def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    patient = _patient(request, public_id)
+    patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created")
+    context = {
+        "patient": patient,
+        "rows": [(job, job_state(job)) for job in patient_jobs],
+        "scan_count": patient.scans.count(),
+        "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
+    }
+    return render(request, "predictions/patient_detail.html", context)
+
+
+@login_required
+@require_POST
+def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
+    """Take one file (the page sends each file on its own) and queue a job for it."""
+    patient = _patient(request, public_id)
+    form = ScanUploadForm(files=request.FILES)
+    if not form.is_valid():
+        return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
+    upload = form.cleaned_data["image"]
+    job = jobs.submit_scan(patient, upload, upload.facts, request.user)
+    return JsonResponse({"job": job_state(job)}, status=202)
+
+
+@login_required
+@require_GET
+def job_status(request: HttpRequest) -> JsonResponse:
+    """Return the state of the jobs named by `?id=` (at most 100), for the page's polling."""
+    wanted = [_uuid_or_none(raw) for raw in request.GET.getlist("id")[:100]]
+    found = _jobs(request).filter(public_id__in=[i for i in wanted if i])
+    return JsonResponse({"jobs": [job_state(job) for job in found]})
+
+
+def _uuid_or_none(raw: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    job = _job(request, public_id)
+    review = getattr(job, "review", None)
+    prediction = getattr(job, "prediction", None)
+    initial = {"label": review.label if review else getattr(prediction, "label", None)}
+    context = {
+        "job": job,
+        "state": job_state(job),
+        "prediction": prediction,
+        "bars": _bars(prediction),
+        "review": review,
+        "form": ReviewForm(initial={**initial, "comment": review.comment if review else ""}),
+        "timings": _timings(job),
+        "threshold": settings.LOW_CONFIDENCE_THRESHOLD,
+    }
+    return render(request, "predictions/job_detail.html", context)
+
+
+def _bars(prediction: Any) -> list[dict[str, Any]]:
+    if prediction is None:
+        return []
+    return [
+        {
+            "label": label.replace("_", " "),
+            "percent": round(100 * float(prediction.probabilities.get(label, 0.0)), 1),
+            "top": label == prediction.label,
+        }
+        for label in LABELS
+    ]
+
+
+def _timings(job: Job) -> dict[str, float | None]:
+    def seconds(start: datetime | None, end: datetime | None) -> float | None:
+        return round((end - start).total_seconds(), 2) if start and end else None
+
+    prediction = getattr(job, "prediction", None)
+    return {
+        "waiting_s": seconds(job.queued_at, job.started_at),
+        "running_s": seconds(job.started_at, job.finished_at),
+        "total_s": seconds(job.created, job.finished_at),
+        "inference_ms": round(prediction.inference_ms, 1) if prediction else None,
+    }
+
+
+@login_required
+@require_POST
+def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    job = _job(request, public_id)
+    form = ReviewForm(request.POST)
+    if job.status != Job.Status.SUCCEEDED:
+        messages.error(request, "Only a finished result can be reviewed.")
+    elif form.is_valid():
+        review = reviews.record_review(
+            job, form.cleaned_data["label"], form.cleaned_data["comment"], request.user
+        )
+        verdict = "confirmed" if review.confirmed else f"corrected to {review.label}"
+        messages.success(request, f"Review saved: {verdict}.")
+    else:
+        messages.error(request, "Choose one of the four labels.")
+    return redirect("portal:job", public_id=job.public_id)
+
+
+@login_required
+@require_POST
+def job_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    job = _job(request, public_id)
+    try:
+        new_job = jobs.retry(job)
+    except ValueError:
+        messages.error(request, "Only a failed job can be retried.")
+        return redirect("portal:job", public_id=job.public_id)
+    messages.success(request, "The scan was queued again.")
+    return redirect("portal:job", public_id=new_job.public_id)
+
+
+@login_required
+@require_GET
+def scan_image(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
+    scan = get_object_or_404(
+        Scan, public_id=public_id, patient__organisation=_organisation(request)
+    )
+    return _private_file(scan.image.open("rb"), scan.content_type)
+
+
+@login_required
+@require_GET
+def job_heatmap(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
+    prediction = getattr(_job(request, public_id), "prediction", None)
+    if prediction is None or not prediction.heatmap:
+        raise Http404("This job has no heat map.")
+    return _private_file(prediction.heatmap.open("rb"), "image/png")
+
+
+def _private_file(handle: Any, content_type: str) -> FileResponse:
+    response = FileResponse(handle, content_type=content_type)
+    # Patient images must not linger in shared caches.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+@login_required
+@require_GET
+def export_reviewed(request: HttpRequest) -> FileResponse:
+    """Stream the organisation's reviewed scans as a zip of class folders (staff only)."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff can export the reviewed data set.")
+    # FileResponse closes the file once it has been sent.
+    archive = tempfile.TemporaryFile()  # noqa: SIM115
+    reviews.export_to_zip(archive, _organisation(request))
+    archive.seek(0)
+    name = f"reviewed-scans-{timezone.localdate():%Y%m%d}.zip"
+    return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")

@@ -1,0 +1,84 @@
+"""Clinicians' verdicts on results, and the reviewed data set they add up to.
+
+The export writes one folder per class (`glioma/`, `meningioma/`, `no_tumor/`,
+`pituitary/`), the layout `python -m ml train --data DIR` reads: the loop from
+the clinic back to training. Files are named by the scan's public id, never by
+anything that identifies the patient.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from predictions.models import LABELS, Job, Organisation, Review, Scan
+
+EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
+
+
+def record_review(job: Job, label: str, comment: str, user: Any) -> Review:
+    """Store (or replace) the verdict on a succeeded job, with who gave it and when."""
+    if job.status != Job.Status.SUCCEEDED:
+        raise ValueError("only a finished result can be reviewed")
+    if label not in LABELS:
+        raise ValueError(f"unknown label {label!r}")
+    review, _ = Review.objects.update_or_create(
+        job=job,
+        defaults={
+            "label": label,
+            "confirmed": label == job.prediction.label,
+            "comment": comment.strip(),
+            "reviewed_by": user,
+            "reviewed_at": timezone.now(),
+        },
+    )
+    return review
+
+
+def reviewed_scans(organisation: Organisation | None = None) -> Iterator[tuple[str, Scan]]:
+    """Yield (reviewed label, scan) once per scan; its latest review wins."""
+    reviews: QuerySet[Review] = Review.objects.select_related("job__scan").order_by("-reviewed_at")
+    if organisation is not None:
+        reviews = reviews.filter(job__scan__patient__organisation=organisation)
+    seen: set[int] = set()
+    for review in reviews.iterator():
+        scan = review.job.scan
+        if scan.pk not in seen:
+            seen.add(scan.pk)
+            yield review.label, scan
+
+
+def dataset_path(label: str, scan: Scan) -> str:
+    """Return `label/<scan public id>.<ext>`: the class folder decides the training label."""
+    return f"{label}/{scan.public_id}.{EXTENSIONS.get(scan.content_type, 'bin')}"
+
+
+def export_to_directory(out: Path, organisation: Organisation | None = None) -> int:
+    """Write the reviewed scans under `out` in class folders; return how many were written."""
+    for label in LABELS:
+        (out / label).mkdir(parents=True, exist_ok=True)
+    count = 0
+    for label, scan in reviewed_scans(organisation):
+        with scan.image.open("rb") as source:
+            (out / dataset_path(label, scan)).write_bytes(source.read())
+        count += 1
+    return count
+
+
+def export_to_zip(target: IO[bytes], organisation: Organisation | None = None) -> int:
+    """Write the same layout as `export_to_directory` into a zip file; return the count."""
+    count = 0
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as archive:
+        for label in LABELS:
+            archive.writestr(f"{label}/", b"")
+        for label, scan in reviewed_scans(organisation):
+            with scan.image.open("rb") as source:
+                # Scans are already compressed (JPEG/PNG): storing them is as small and faster.
+                archive.writestr(dataset_path(label, scan), source.read())
+            count += 1
+    return count

@@ -1,0 +1,77 @@
+"""Headless Chromium for the browser tests, or a skip that says what is missing.
+
+Chromium comes from the Debian packages (`apt-get install -y chromium chromium-driver`,
+done by scripts/test.sh when it can) and is driven by Playwright through
+`executable_path`: `playwright install` needs the internet, so it is never used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The real stack's fixtures: live site, Redis queue, Celery worker process, tiny model.
+from tests.integration.conftest import (  # noqa: F401
+    model_registry_dir,
+    queue_name,
+    site,
+    start_worker,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def chromium_path() -> str | None:
+    candidates = [os.environ.get("CHROMIUM_PATH", ""), "/usr/bin/chromium"]
+    candidates += [shutil.which("chromium") or "", shutil.which("chromium-browser") or ""]
+    return next((path for path in candidates if path and os.access(path, os.X_OK)), None)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright is not installed: pip install -e '.[dev]' to run the browser tests",
+    )
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip(
+            "Chromium is not installed (apt-get install -y chromium chromium-driver, "
+            "or set CHROMIUM_PATH): browser tests skipped"
+        )
+    # Playwright's sync API keeps an event loop running in this thread, which makes Django
+    # refuse ORM calls from the test ("async context"); the test itself is plain sync code.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def screenshot(page: Any) -> Any:
+    """Save a full-page screenshot as artifacts/screenshots/<name>.png (git-ignored)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

@@ -1,0 +1,106 @@
+"""The result page, reviews and retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import time_machine
+from django.core.files.base import ContentFile
+from django.test import Client
+
+from predictions.models import Job, Review
+from tests.factories import JobFactory, PredictionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_result_shows_label_bars_heatmap_model_and_timings(
+    portal: Client, patient: Any
+) -> None:
+    prediction = PredictionFactory(job__scan__patient=patient, job__worker="gpu-1@host")
+    prediction.heatmap.save("h.png", ContentFile(b"\x89PNG fake"), save=True)
+    page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    assert 'id="predicted-label">glioma<' in page
+    assert page.count('class="bar"') == 4 and "85.0%" in page
+    assert 'id="heatmap-toggle"' in page and f"/jobs/{prediction.job.public_id}/heatmap/" in page
+    assert "test-model" in page
+    assert "gpu-1@host" in page and "12.5 ms" in page
+    assert "needs review" not in page
+
+
+def test_a_low_confidence_result_is_marked_needs_review(
+    portal: Client, patient: Any, settings: Any
+) -> None:
+    settings.LOW_CONFIDENCE_THRESHOLD = 0.9  # the factory's top probability is 0.85
+    prediction = PredictionFactory(job__scan__patient=patient)
+    assert "needs review" in portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    [state] = portal.get(f"/jobs/status/?id={prediction.job.public_id}").json()["jobs"]
+    assert state["needs_review"] is True
+
+
+def test_review_stores_who_and_when_and_shows_it(
+    portal: Client, clinician: Any, prediction: Any
+) -> None:
+    url = f"/jobs/{prediction.job.public_id}/"
+    with time_machine.travel(datetime(2026, 3, 4, 10, 30, tzinfo=UTC), tick=False):
+        response = portal.post(f"{url}review/", {"label": "meningioma", "comment": " rim "})
+    assert response.status_code == 302 and response["Location"] == url
+    review = Review.objects.get(job=prediction.job)
+    assert (review.label, review.confirmed, review.comment) == ("meningioma", False, "rim")
+    assert review.reviewed_by == clinician
+    assert review.reviewed_at == datetime(2026, 3, 4, 10, 30, tzinfo=UTC)
+    page = portal.get(url).content.decode()
+    assert "Corrected</strong> to meningioma" in page
+    assert f"by {clinician.username} on 2026-03-04 10:30" in page
+
+
+def test_confirming_keeps_the_models_label_and_a_second_review_replaces_the_first(
+    portal: Client, prediction: Any
+) -> None:
+    url = f"/jobs/{prediction.job.public_id}/review/"
+    portal.post(url, {"label": "pituitary"})
+    portal.post(url, {"label": "glioma"})
+    review = Review.objects.get()
+    assert (review.label, review.confirmed) == ("glioma", True)
+
+
+@pytest.mark.parametrize("label", ["", "astrocytoma"])
+def test_review_needs_one_of_the_four_labels(portal: Client, prediction: Any, label: str) -> None:
+    portal.post(f"/jobs/{prediction.job.public_id}/review/", {"label": label})
+    assert not Review.objects.exists()
+
+
+def test_an_unfinished_job_cannot_be_reviewed(portal: Client, patient: Any) -> None:
+    job = JobFactory(scan__patient=patient)
+    portal.post(f"/jobs/{job.public_id}/review/", {"label": "glioma"})
+    assert not Review.objects.exists()
+
+
+def test_a_failed_job_shows_its_reason_and_retries_as_a_new_job(
+    portal: Client, patient: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    failed = JobFactory(scan__patient=patient, status=Job.Status.FAILED, error="Model exploded.")
+    page = portal.get(f"/jobs/{failed.public_id}/").content.decode()
+    assert "Model exploded." in page and "Retry this scan" in page
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = portal.post(f"/jobs/{failed.public_id}/retry/")
+    retried = Job.objects.exclude(pk=failed.pk).get()
+    assert response["Location"] == f"/jobs/{retried.public_id}/"
+    assert (retried.scan, retried.status) == (failed.scan, Job.Status.QUEUED)
+    assert len(callbacks) == 1
+    failed.refresh_from_db()
+    assert failed.status == Job.Status.FAILED  # kept as history
+
+
+def test_only_a_failed_job_can_be_retried(portal: Client, prediction: Any) -> None:
+    response = portal.post(f"/jobs/{prediction.job.public_id}/retry/")
+    assert response.status_code == 302
+    assert Job.objects.count() == 1
+
+
+def test_an_unfinished_job_page_polls_for_its_status(portal: Client, patient: Any) -> None:
+    job = JobFactory(scan__patient=patient, status=Job.Status.RUNNING)
+    page = portal.get(f"/jobs/{job.public_id}/").content.decode()
+    assert 'data-finished="false"' in page and "running" in page
