@@ -63,6 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     promote.set_defaults(handler=run_registry_promote)
     actions.add_parser("rollback").set_defaults(handler=run_registry_rollback)
 
+    ensemble = commands.add_parser("ensemble", help="average trained models into one artefact")
+    ensemble.add_argument(
+        "--members",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="artefact folders trained on the same data and split",
+    )
+    ensemble.add_argument("--data", type=Path, required=True, help="the members' training data")
+    ensemble.add_argument(
+        "--out", type=Path, default=None, help="registry folder (default models/)"
+    )
+    ensemble.add_argument("--no-flip", action="store_true", help="no test-time mirror images")
+    ensemble.add_argument("--promote", action="store_true", help="make it the active model")
+    ensemble.set_defaults(handler=run_ensemble)
+
     bench = commands.add_parser("bench", help="images per second: tutorial's way vs engine")
     bench.add_argument("--model", type=Path, help="artefact folder (default: active model)")
     bench.add_argument("--data", type=Path, required=True)
@@ -87,6 +103,16 @@ def run_train(args: argparse.Namespace) -> None:
     )  # fmt: skip
     out = args.out or default_registry_root()
     folder = train(args.data, out, options)
+    if args.promote:
+        ModelRegistry(out).promote(folder.name)
+        print(f"promoted {folder.name}")
+
+
+def run_ensemble(args: argparse.Namespace) -> None:
+    from ml.ensemble import make_ensemble
+
+    out = args.out or default_registry_root()
+    folder = make_ensemble(args.members, args.data, out, test_time_flip=not args.no_flip)
     if args.promote:
         ModelRegistry(out).promote(folder.name)
         print(f"promoted {folder.name}")

@@ -72,8 +72,9 @@ class InferenceEngine:
         signature = [tf.TensorSpec([None, *self.config.input_size, self.config.channels],
                                    tf.float32)]  # fmt: skip
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
+        explained = _explained_model(model, LAST_CONV_LAYER)
         explainer = _keras().Model(
-            model.inputs, [model.get_layer(LAST_CONV_LAYER).output, model.output]
+            explained.inputs, [explained.get_layer(LAST_CONV_LAYER).output, explained.output]
         )
         self._gradcam = tf.function(lambda x: _gradcam(explainer, x), input_signature=signature)
         self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
@@ -116,10 +117,11 @@ class InferenceEngine:
     def explain(self, image: bytes) -> tuple[Prediction, Explanation]:
         """Classify one image and return where the model looked (Grad-CAM)."""
         started = time.perf_counter()
-        array = preprocess_bytes(image, self.config)
-        probabilities, heatmap = (t.numpy() for t in self._gradcam(array[np.newaxis]))
+        array = preprocess_bytes(image, self.config)[np.newaxis]
+        probabilities = self._run(array)
+        heatmap = self._gradcam(array)[1].numpy()
         prediction = self._prediction(probabilities[0], (time.perf_counter() - started) * 1000)
-        overlay = overlay_png(array[:, :, 0], heatmap[0])
+        overlay = overlay_png(array[0, :, :, 0], heatmap[0])
         return prediction, Explanation(heatmap=heatmap[0], overlay_png=overlay)
 
     def _batches(self, images: Sequence[bytes]) -> Iterator[np.ndarray]:
@@ -144,6 +146,17 @@ class InferenceEngine:
             model_version=self.version,
             inference_ms=round(inference_ms, 2),
         )
+
+
+def _explained_model(model: Any, layer_name: str) -> Any:
+    """Return the model whose `layer_name` Grad-CAM reads: itself or an ensemble's first member."""
+    names = {layer.name for layer in model.layers}
+    if layer_name in names:
+        return model
+    for layer in model.layers:
+        if hasattr(layer, "get_layer") and layer_name in {inner.name for inner in layer.layers}:
+            return layer
+    raise ValueError(f"no layer named {layer_name!r} to explain the prediction with")
 
 
 def _keras() -> Any:

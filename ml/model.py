@@ -37,6 +37,14 @@ class Rescale(layers.Layer):
         return inputs / 255.0
 
 
+@keras.saving.register_keras_serializable(package="mri")
+class HorizontalFlip(layers.Layer):
+    """Mirror left and right: the test-time twin of the training flip (brains are symmetric)."""
+
+    def call(self, inputs: Any) -> Any:
+        return keras.ops.flip(inputs, axis=2)
+
+
 ARCHITECTURES: dict[str, PreprocessConfig] = {
     "seed_cnn": PreprocessConfig(input_size=(64, 64), channels=3, head_crop=False, name="rgb-64"),
     "mri_cnn": PreprocessConfig(input_size=(128, 128), channels=1, head_crop=True),

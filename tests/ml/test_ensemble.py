@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ml.ensemble import make_ensemble
+from ml.inference import InferenceEngine
+from ml.registry import ModelRegistry
+from tests.images import png_bytes
+from tests.ml.test_train_and_cli import trained  # noqa: F401  (module-scoped fixture)
+
+
+def test_an_ensemble_averages_its_members_and_their_mirror_images(
+    trained: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    member = ModelRegistry(trained / "models").active_path()
+    twin = tmp_path / "twin"
+    shutil.copytree(member, twin)
+    folder = make_ensemble([member, twin], trained / "data", tmp_path / "models")
+
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["architecture"] == "ensemble" and metadata["test_time_flip"] is True
+    assert metadata["members"] == [member.name, member.name]
+    ensemble, single = InferenceEngine.load(folder), InferenceEngine.load(member)
+    image = png_bytes(70)
+    from ml.preprocessing import preprocess_bytes
+
+    array = preprocess_bytes(image, single.config)[np.newaxis]
+    expected = (single.predict_arrays(array) + single.predict_arrays(array[:, :, ::-1].copy())) / 2
+    assert ensemble.predict_arrays(array) == pytest.approx(expected, abs=1e-5)
+    prediction, explanation = ensemble.explain(image)
+    assert prediction.model_version == folder.name
+    assert explanation.heatmap.shape == (32, 32)
+
+
+def test_members_with_different_preprocessing_are_refused(
+    trained: Path,  # noqa: F811
+    tiny_registry: Path,
+    tmp_path: Path,
+) -> None:
+    member = ModelRegistry(trained / "models").active_path()
+    other = tmp_path / "other"
+    shutil.copytree(member, other)
+    metadata = json.loads((other / "metadata.json").read_text())
+    metadata["preprocessing"]["head_crop"] = False
+    (other / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(ValueError, match="must share preprocessing"):
+        make_ensemble([member, other], trained / "data", tmp_path / "models")
