@@ -101,7 +101,7 @@ def start_services(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
 
 def flower_command(port: int, db: Path) -> list[str]:
     """Flower on the loopback only; FLOWER_BASIC_AUTH, persistence: workers/flowerconfig.py."""
-    return [sys.executable, "-m", "celery", "-A", "workers.app", "flower",
+    return [sys.executable, "-m", "celery", "-A", "workers.flower_app", "flower",
             "--conf=workers/flowerconfig.py", "--address=127.0.0.1", f"--port={port}",
             f"--db={db}"]  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""Flower's configuration: `celery -A workers.app flower --conf=workers/flowerconfig.py`.
+"""Flower's configuration: `celery -A workers.flower_app flower --conf=workers/flowerconfig.py`.
 
 Flower executes this file after reading its FLOWER_* environment variables, and
 its command-line options win over both. Credentials come from the environment
