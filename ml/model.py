@@ -46,33 +46,36 @@ def _mri_cnn(inputs: Any, dropout_rate: float) -> Any:
     BatchNorm's moving statistics drift from clean inference images (field notes);
     inputs are already standardised per image in preprocessing.
     """
-    x = _conv(layers.Conv2D, 24, strides=2)(inputs)  # 64x64
-    x = _conv(layers.Conv2D, 32, strides=2)(x)  # 32x32
-    x = _conv(layers.SeparableConv2D, 64)(x)
-    x = _conv(layers.SeparableConv2D, 64)(x)
+    x = _conv(inputs, layers.Conv2D, 24, strides=2)  # 64x64
+    x = _conv(x, layers.Conv2D, 32, strides=2)  # 32x32
+    x = _conv(x, layers.SeparableConv2D, 64)
+    x = _conv(x, layers.SeparableConv2D, 64)
     x = layers.MaxPooling2D()(x)  # 16x16
-    x = _conv(layers.SeparableConv2D, 128)(x)
-    x = _conv(layers.SeparableConv2D, 128)(x)
+    x = _conv(x, layers.SeparableConv2D, 128)
+    x = _conv(x, layers.SeparableConv2D, 128)
     x = layers.MaxPooling2D()(x)  # 8x8
-    x = _conv(layers.SeparableConv2D, 256)(x)
-    x = _conv(layers.SeparableConv2D, 256, name=LAST_CONV_LAYER)(x)
+    x = _conv(x, layers.SeparableConv2D, 256)
+    x = _conv(x, layers.SeparableConv2D, 256, name=LAST_CONV_LAYER)
     x = layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(dropout_rate)(x)
     return layers.Dense(len(CLASS_NAMES), activation="softmax", name="probabilities")(x)
 
 
 def _conv(
-    layer_class: type[layers.Layer], filters: int, strides: int = 1, name: str | None = None
-) -> layers.Layer:
-    # He initialisation keeps activations well scaled through ReLUs without normalisation.
-    initializer = (
-        {"depthwise_initializer": "he_normal", "pointwise_initializer": "he_normal"}
-        if layer_class is layers.SeparableConv2D
-        else {"kernel_initializer": "he_normal"}
+    x: Any, layer_class: type[layers.Layer], filters: int, strides: int = 1, name: str | None = None
+) -> Any:
+    if layer_class is layers.SeparableConv2D:
+        # Keras counts a depthwise kernel's fan-in as 3*3*channels, not 3*3; without
+        # normalisation layers that shrinks activations ~channels-fold per layer and
+        # the network never learns. Scale the initialiser back to a fan-in of 9.
+        depthwise = keras.initializers.VarianceScaling(float(x.shape[-1]), "fan_in")
+        initializers = {"depthwise_initializer": depthwise, "pointwise_initializer": "he_normal"}
+    else:
+        initializers = {"kernel_initializer": "he_normal"}
+    convolution = layer_class(
+        filters, 3, strides=strides, padding="same", activation="relu", name=name, **initializers
     )
-    return layer_class(
-        filters, 3, strides=strides, padding="same", activation="relu", name=name, **initializer
-    )
+    return convolution(x)
 
 
 def _seed_cnn(inputs: Any, dropout_rate: float) -> Any:
