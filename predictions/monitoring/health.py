@@ -31,7 +31,7 @@ class Check:
     def as_json(self) -> dict[str, Any]:
         body = asdict(self)
         body["seconds"] = round(self.seconds, 3)
-        return {key: value for key, value in body.items() if value or key == "ok"}
+        return {key: value for key, value in body.items() if value or key in ("ok", "seconds")}
 
 
 def timed(check: Callable[[], Check]) -> Check:
