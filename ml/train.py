@@ -80,7 +80,7 @@ def _fit(arrays: np.ndarray, labels: np.ndarray, split: Any, options: TrainingOp
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=options.patience, restore_best_weights=True
             ),
-            EpochLine(),
+            epoch_line(),
         ],
         verbose=0,
     )
@@ -134,7 +134,8 @@ def _epoch_line_class() -> type:
     return _EpochLine
 
 
-def EpochLine() -> Any:  # noqa: N802 - reads like the class it returns
+def epoch_line() -> Any:
+    """Return a callback printing one line per epoch (Keras is imported lazily)."""
     return _epoch_line_class()()
 
 
