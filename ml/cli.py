@@ -44,6 +44,8 @@ def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     command.add_argument("--batch-size", type=int, default=32)
     command.add_argument("--patience", type=int, default=12)
     command.add_argument("--no-cache", action="store_true", help="do not cache preprocessed arrays")
+    command.add_argument("--tta", choices=("none", "hflip"), default="none",
+                         help="test-time augmentation the served model will use")  # fmt: skip
     command.set_defaults(handler=_train)
 
 
@@ -53,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
 
     options = TrainingOptions(
         architecture=args.arch, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-        val_fraction=args.val_fraction, patience=args.patience,
+        val_fraction=args.val_fraction, patience=args.patience, test_time_augmentation=args.tta,
     )  # fmt: skip
     if args.no_cache:
         options.cache_dir = None
@@ -71,6 +73,8 @@ def _add_evaluate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         help="val: only the held-out groups recorded in the model's metadata",
     )  # fmt: skip
     command.add_argument("--out", type=Path, default=None, help="default: the model's folder")
+    command.add_argument("--tta", choices=("none", "hflip"), default=None,
+                         help="override the model's recorded test-time augmentation")  # fmt: skip
     command.set_defaults(handler=_evaluate)
 
 
@@ -78,7 +82,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ml.evaluate import evaluate_folder, format_table
 
     model_dir = _model_dir(args.model)
-    metrics, written = evaluate_folder(model_dir, args.data, args.split, args.out)
+    metrics, written = evaluate_folder(model_dir, args.data, args.split, args.out, args.tta)
     print(format_table(metrics))
     print(f"wrote {written}")
     return 0

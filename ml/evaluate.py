@@ -160,7 +160,11 @@ def write_report(metrics: dict[str, Any], folder: Path, prefix: str = "") -> Non
 
 
 def evaluate_folder(
-    model_dir: Path, data_dir: Path, split: str = "val", out_dir: Path | None = None
+    model_dir: Path,
+    data_dir: Path,
+    split: str = "val",
+    out_dir: Path | None = None,
+    test_time_augmentation: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Evaluate the artefact on `data_dir`; write metrics JSON and plots; return both.
 
@@ -172,15 +176,19 @@ def evaluate_folder(
     from ml.inference import InferenceEngine, configure_tensorflow
 
     configure_tensorflow()
-    engine = InferenceEngine.load(model_dir)
+    engine = InferenceEngine.load(model_dir, test_time_augmentation=test_time_augmentation)
     dataset = scan_folder(data_dir)
     indices = _indices_for(split, dataset, engine.metadata)
     arrays = load_arrays(dataset, engine.config, DEFAULT_CACHE_DIR)[indices]
     labels = _to_model_order(dataset.labels[indices], engine.class_names)
     metrics = compute_metrics(labels, engine.predict_arrays(arrays), engine.class_names)
-    metrics.update(model_version=engine.version, data=str(data_dir), split=split)
+    tta = str(engine.metadata.get("test_time_augmentation", "none"))
+    metrics.update(model_version=engine.version, data=str(data_dir), split=split,
+                   test_time_augmentation=tta)  # fmt: skip
     folder = out_dir or Path(model_dir)
     prefix = "" if split == "val" else f"{Path(data_dir).name}-{split}-"
+    if test_time_augmentation is not None:
+        prefix += f"tta-{test_time_augmentation}-"
     write_report(metrics, folder, prefix)
     return metrics, folder / f"{prefix}metrics.json"
 

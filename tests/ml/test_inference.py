@@ -69,9 +69,22 @@ def test_explain_agrees_with_predict(tiny_engine: InferenceEngine) -> None:
     predicted = tiny_engine.predict([image])[0]
     assert explained.label == predicted.label
     for name in CLASS_NAMES:
-        assert explained.probabilities[name] == pytest.approx(predicted.probabilities[name], abs=1e-5)
+        expected = predicted.probabilities[name]
+        assert explained.probabilities[name] == pytest.approx(expected, abs=1e-5)
 
 
 def test_predict_arrays_checks_the_shape(tiny_engine: InferenceEngine) -> None:
     with pytest.raises(ValueError, match="expected"):
         tiny_engine.predict_arrays(np.zeros((2, 64, 64, 1), np.float32))
+
+
+def test_flip_test_time_augmentation_averages_image_and_mirror(tiny_artefact) -> None:  # type: ignore[no-untyped-def]
+    plain = InferenceEngine.load(tiny_artefact, test_time_augmentation="none")
+    flipped = InferenceEngine.load(tiny_artefact, test_time_augmentation="hflip")
+    images = np.random.default_rng(0).normal(size=(3, 32, 32, 1)).astype(np.float32)
+    expected = (plain.predict_arrays(images) + plain.predict_arrays(images[:, :, ::-1])) / 2
+    np.testing.assert_allclose(flipped.predict_arrays(images), expected, atol=1e-5)
+    explained, _ = flipped.explain(VALID_INPUTS["grayscale png"])
+    predicted = flipped.predict([VALID_INPUTS["grayscale png"]])[0]
+    for name, probability in predicted.probabilities.items():
+        assert explained.probabilities[name] == pytest.approx(probability, abs=1e-5)
