@@ -59,9 +59,9 @@ class Split:
             "stratified by label",
             "seed": seed,
             "val_fraction": val_fraction,
-            "groups": int(len(np.unique(self.groups))),
-            "train_images": int(len(self.train)),
-            "validation_images": int(len(self.validation)),
+            "groups": len(np.unique(self.groups)),
+            "train_images": len(self.train),
+            "validation_images": len(self.validation),
             "validation_paths_sha256": hashlib.sha256("\n".join(val_paths).encode()).hexdigest(),
         }
 
@@ -93,7 +93,9 @@ def difference_hash(image: Image.Image, size: int = HASH_SIZE) -> np.ndarray:
     return (pixels[:, 1:] > pixels[:, :-1]).reshape(-1)
 
 
-def near_duplicate_groups(hashes: np.ndarray, max_distance: int = DEFAULT_HASH_DISTANCE) -> np.ndarray:
+def near_duplicate_groups(
+    hashes: np.ndarray, max_distance: int = DEFAULT_HASH_DISTANCE
+) -> np.ndarray:
     """Return a group id per image: union-find over pairs whose hashes differ in few bits."""
     parents = np.arange(len(hashes))
     packed = hashes.astype(np.float32)
@@ -177,7 +179,8 @@ def load_arrays(
     key = hashlib.sha256(
         (dataset.fingerprint() + json.dumps(config.to_metadata(), sort_keys=True)).encode()
     ).hexdigest()[:16]
-    return _cached(cache_dir, f"arrays-{config.name}-{key}", lambda: _preprocess_all(dataset, config))
+    name = f"arrays-{config.name}-{key}"
+    return _cached(cache_dir, name, lambda: _preprocess_all(dataset, config))
 
 
 def _preprocess_all(dataset: Dataset, config: PreprocessConfig) -> np.ndarray:

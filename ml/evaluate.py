@@ -26,7 +26,7 @@ def compute_metrics(
     matrix = confusion_matrix(labels, predictions, len(class_names))
     per_class = _per_class(matrix, class_names)
     return {
-        "images": int(len(labels)),
+        "images": len(labels),
         "accuracy": float(np.trace(matrix) / max(matrix.sum(), 1)),
         "macro_f1": float(np.mean([entry["f1"] for entry in per_class.values()])),
         "per_class": per_class,
@@ -84,7 +84,8 @@ def expected_calibration_error(
     """Return ECE: the count-weighted mean |accuracy - confidence| over confidence bins."""
     rows = reliability_bins(labels, probabilities, bins)
     total = max(sum(row["count"] for row in rows), 1)
-    return float(sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in rows) / total)
+    gaps = sum(row["count"] * abs(row["accuracy"] - row["confidence"]) for row in rows)
+    return float(gaps / total)
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -156,3 +157,63 @@ def write_report(metrics: dict[str, Any], folder: Path, prefix: str = "") -> Non
     write_json(folder / f"{prefix}metrics.json", metrics)
     plot_confusion_matrix(metrics, folder / f"{prefix}confusion_matrix.png")
     plot_reliability(metrics, folder / f"{prefix}reliability.png")
+
+
+def evaluate_folder(
+    model_dir: Path,
+    data_dir: Path,
+    split: str = "val",
+    out_dir: Path | None = None,
+    test_time_augmentation: str | None = None,
+) -> tuple[dict[str, Any], Path]:
+    """Evaluate the artefact on `data_dir`; write metrics JSON and plots; return both.
+
+    `split="val"` keeps only the validation groups the model was trained without,
+    rebuilt from the seed and fraction in its metadata and checked against the
+    recorded hash of the validation file list.
+    """
+    from ml.data import DEFAULT_CACHE_DIR, load_arrays, scan_folder
+    from ml.inference import InferenceEngine, configure_tensorflow
+
+    configure_tensorflow()
+    engine = InferenceEngine.load(model_dir, test_time_augmentation=test_time_augmentation)
+    dataset = scan_folder(data_dir)
+    indices = _indices_for(split, dataset, engine.metadata)
+    arrays = load_arrays(dataset, engine.config, DEFAULT_CACHE_DIR)[indices]
+    labels = _to_model_order(dataset.labels[indices], engine.class_names)
+    metrics = compute_metrics(labels, engine.predict_arrays(arrays), engine.class_names)
+    tta = str(engine.metadata.get("test_time_augmentation", "none"))
+    metrics.update(model_version=engine.version, data=str(data_dir), split=split,
+                   test_time_augmentation=tta)  # fmt: skip
+    folder = out_dir or Path(model_dir)
+    prefix = "" if split == "val" else f"{Path(data_dir).name}-{split}-"
+    if test_time_augmentation is not None:
+        prefix += f"tta-{test_time_augmentation}-"
+    write_report(metrics, folder, prefix)
+    return metrics, folder / f"{prefix}metrics.json"
+
+
+def _indices_for(split: str, dataset: Any, metadata: dict[str, Any]) -> np.ndarray:
+    import hashlib
+
+    from ml.data import DEFAULT_CACHE_DIR, split_dataset
+
+    if split == "all":
+        return np.arange(len(dataset))
+    recorded = metadata.get("split")
+    if not recorded:
+        raise ValueError("the model's metadata records no split; use --split all")
+    rebuilt = split_dataset(dataset, recorded["val_fraction"], recorded["seed"], DEFAULT_CACHE_DIR)
+    paths = sorted(dataset.paths[i] for i in rebuilt.validation)
+    digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()
+    if digest != recorded.get("validation_paths_sha256"):
+        raise ValueError("this folder does not rebuild the model's validation split "
+                         "(different data?); use --split all")  # fmt: skip
+    return rebuilt.validation
+
+
+def _to_model_order(labels: np.ndarray, class_names: tuple[str, ...]) -> np.ndarray:
+    # Dataset labels index CLASS_NAMES; a model's metadata may order classes differently.
+    from ml.labels import CLASS_NAMES
+
+    return np.asarray([class_names.index(CLASS_NAMES[int(i)]) for i in labels], dtype=np.int64)

@@ -93,10 +93,20 @@ class InferenceEngine:
         self._forward, self._gradcam = _compile(model, self.config, metadata)
 
     @classmethod
-    def load(cls, artefact_dir: Path | str, batch_size: int = 64) -> InferenceEngine:
-        """Load model.keras + metadata.json, compile the forward pass and warm it up."""
+    def load(
+        cls,
+        artefact_dir: Path | str,
+        batch_size: int = 64,
+        test_time_augmentation: str | None = None,
+    ) -> InferenceEngine:
+        """Load model.keras + metadata.json, compile the forward pass and warm it up.
+
+        `test_time_augmentation` ("none" | "hflip") overrides what the metadata records.
+        """
         artefact_dir = Path(artefact_dir)
         metadata = read_metadata(artefact_dir)
+        if test_time_augmentation is not None:
+            metadata = {**metadata, "test_time_augmentation": test_time_augmentation}
         model = _load_keras(artefact_dir / MODEL_FILE)
         engine = cls(model, metadata, batch_size=batch_size)
         engine.predict_arrays(np.zeros((1, *engine.input_shape), np.float32))
@@ -146,11 +156,12 @@ class InferenceEngine:
         started = time.perf_counter()
         decoded = decode_image(image, draft_size=self.config.draft_size())
         array = preprocess(decoded, self.config)
-        probabilities, cam = self._gradcam(array[np.newaxis])
+        probabilities = self._forward(array[np.newaxis]).numpy()[0]  # with test-time augmentation
+        cam = self._gradcam(array[np.newaxis], tf_int(int(np.argmax(probabilities))))
         heatmap = _resize_heatmap(cam.numpy(), self.config.input_size)
         overlay = overlay_png(_overlay_base(decoded, self.config), heatmap)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return self._prediction(probabilities.numpy(), elapsed_ms), Explanation(heatmap, overlay)
+        return self._prediction(probabilities, elapsed_ms), Explanation(heatmap, overlay)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
@@ -209,23 +220,37 @@ def _compile(model: Any, config: PreprocessConfig, metadata: dict[str, Any]) -> 
     layer = model.get_layer(metadata.get("gradcam_layer", "last_conv"))
     grad_model = keras.Model(model.inputs, [layer.output, model.output])
 
+    flip = metadata.get("test_time_augmentation") == "hflip"
+
     @tf.function(input_signature=[spec])
     def forward(batch: Any) -> Any:
-        return model(batch, training=False)
+        if not flip:
+            return model(batch, training=False)
+        # Test-time augmentation: average with the mirror image (heads are near-symmetric).
+        both = model(tf.concat([batch, tf.reverse(batch, axis=[2])], axis=0), training=False)
+        original, mirrored = tf.split(both, 2, axis=0)
+        return (original + mirrored) / 2
 
-    @tf.function(input_signature=[tf.TensorSpec((1, height, width, config.channels), tf.float32)])
-    def gradcam(batch: Any) -> Any:
+    single = tf.TensorSpec((1, height, width, config.channels), tf.float32)
+
+    @tf.function(input_signature=[single, tf.TensorSpec((), tf.int32)])
+    def gradcam(batch: Any, target: Any) -> Any:
         with tf.GradientTape() as tape:
             activations, probabilities = grad_model(batch, training=False)
-            top = tf.argmax(probabilities[0])
             # Log-probability: its gradient does not vanish when the softmax saturates.
-            score = tf.math.log(tf.gather(probabilities[0], top) + 1e-9)
+            score = tf.math.log(tf.gather(probabilities[0], target) + 1e-9)
         gradients = tape.gradient(score, activations)
         weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(activations * weights, axis=-1))[0]
-        return probabilities[0], cam / (tf.reduce_max(cam) + 1e-9)
+        return cam / (tf.reduce_max(cam) + 1e-9)
 
     return forward, gradcam
+
+
+def tf_int(value: int) -> Any:
+    import tensorflow as tf
+
+    return tf.constant(value, tf.int32)
 
 
 def _resize_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -31,6 +31,8 @@ class TrainingOptions:
     label_smoothing: float = 0.1
     patience: int = 12
     dropout_rate: float = 0.3
+    # "hflip": serve the mean of the image and its mirror (recorded in metadata.json).
+    test_time_augmentation: str = "none"
     cache_dir: Path | None = field(default=DEFAULT_CACHE_DIR)
 
 
@@ -50,7 +52,7 @@ def train(data_dir: Path, out_dir: Path, options: TrainingOptions) -> Path:
          f"{len(split.validation)} validation, prepared in {time.perf_counter() - started:.1f}s")
     model, history = _fit(arrays, dataset.labels, split, options)
     fit_seconds = time.perf_counter() - started
-    probabilities = model.predict(arrays[split.validation], batch_size=128, verbose=0)
+    probabilities = _predict(model, arrays[split.validation], options.test_time_augmentation)
     metrics = compute_metrics(dataset.labels[split.validation], probabilities, CLASS_NAMES)
     _log(format_table(metrics))
     return _save(model, history, metrics, dataset, split, options, out_dir, fit_seconds)
@@ -80,11 +82,20 @@ def _fit(arrays: np.ndarray, labels: np.ndarray, split: Any, options: TrainingOp
             keras.callbacks.EarlyStopping(
                 monitor="val_loss", patience=options.patience, restore_best_weights=True
             ),
-            EpochLine(),
+            epoch_line(),
         ],
         verbose=0,
     )
     return model, history.history
+
+
+def _predict(model: Any, images: np.ndarray, test_time_augmentation: str) -> np.ndarray:
+    """Return probabilities as the engine will serve them (same test-time augmentation)."""
+    probabilities: np.ndarray = model.predict(images, batch_size=128, verbose=0)
+    if test_time_augmentation == "hflip":
+        mirrored = model.predict(images[:, :, ::-1], batch_size=128, verbose=0)
+        probabilities = (probabilities + mirrored) / 2
+    return probabilities
 
 
 def _compile(model: Any, options: TrainingOptions, total_steps: int) -> None:
@@ -134,7 +145,8 @@ def _epoch_line_class() -> type:
     return _EpochLine
 
 
-def EpochLine() -> Any:  # noqa: N802 - reads like the class it returns
+def epoch_line() -> Any:
+    """Return a callback printing one line per epoch (Keras is imported lazily)."""
     return _epoch_line_class()()
 
 
@@ -159,6 +171,7 @@ def _save(
                           "counts": dataset.counts(), "folder_name": Path(dataset.root).name},
         "split": split.describe(dataset, options.seed, options.val_fraction),
         "validation_metrics": _headline(metrics),
+        "test_time_augmentation": options.test_time_augmentation,
     })  # fmt: skip
     write_json(folder / "history.json", {k: [float(v) for v in vs] for k, vs in history.items()})
     write_report(metrics, folder)
