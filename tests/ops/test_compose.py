@@ -96,3 +96,12 @@ def test_gpu_workers_reserve_one_gpu_and_cpu_workers_none() -> None:
         assert services["worker-gpu"]["environment"]["WORKER_CONCURRENCY"] == "1"
         assert "deploy" not in services["worker-cpu"]
         assert services["worker-cpu"]["profiles"] == ["cpu"]
+
+
+def test_the_example_env_file_holds_every_variable_the_central_stack_needs(
+    tmp_path: Path,
+) -> None:
+    example = (ROOT / ".env.example").read_text().splitlines()
+    env = dict(line.split("=", 1) for line in example if line and not line.startswith("#"))
+    done = compose_config(tmp_path, CENTRAL, env)
+    assert done.returncode == 0, done.stderr
