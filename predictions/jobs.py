@@ -26,8 +26,10 @@ from predictions.models import Job, Patient, Prediction, Scan
 log = logging.getLogger(__name__)
 
 
-def submit_scan(patient: Patient, upload: IO[bytes], facts: ImageFacts, user: Any) -> Job:
-    """Store a checked upload as a scan and queue a job for it."""
+def submit_scan(
+    patient: Patient, upload: IO[bytes], facts: ImageFacts, user: Any, device: str | None = None
+) -> Job:
+    """Store a checked upload as a scan and queue a job for it on `device` (gpu or cpu)."""
     with transaction.atomic():
         scan = Scan(
             patient=patient,
@@ -40,12 +42,18 @@ def submit_scan(patient: Patient, upload: IO[bytes], facts: ImageFacts, user: An
         )
         scan.image.save("upload", File(upload), save=False)
         scan.save()
-        return queue_job(scan)
+        return queue_job(scan, device)
 
 
-def queue_job(scan: Scan) -> Job:
+def queue_for(device: str | None) -> str:
+    """Return the queue for `device`; None means the site's DEFAULT_DEVICE."""
+    device = device or settings.DEFAULT_DEVICE
+    return settings.CPU_QUEUE if device == "cpu" else settings.INFERENCE_QUEUE
+
+
+def queue_job(scan: Scan, device: str | None = None) -> Job:
     """Create a job for `scan` and send it once the transaction commits."""
-    job = Job.objects.create(scan=scan, queue=settings.INFERENCE_QUEUE)
+    job = Job.objects.create(scan=scan, queue=queue_for(device))
     dispatch.enqueue(job)
     return job
 

@@ -14,6 +14,14 @@ if [ ! -x /usr/bin/chromium ] && { [ "${CI:-}" = true ] || [ "${INSTALL_CHROMIUM
         || echo "Could not install Chromium; the browser tests will be skipped."
 fi
 
+# CI: docker-compose for tests/ops/test_compose.py. Never fatal: without it those tests skip
+# with the reason (check-jsonschema comes with the dev extra).
+if [ "${CI:-}" = "true" ] && ! command -v docker-compose >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && apt-get install -y -qq docker-compose; } >/dev/null 2>&1 \
+        || echo "CI: could not install docker-compose; its compose checks will skip"
+fi
+
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
 "$BIN/lint-imports" --no-cache

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from webapp.local_redis import port_is_open, start_redis
+from workers.config import cpu_queue, inference_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("VAR_DIR") or ROOT / "var")
@@ -88,16 +89,25 @@ def start_services(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     commands = {
         "web": [python, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{WEB_PORT}",
                 "--workers", "2", "--threads", "4", "--access-logfile", "-"],
+        # One local worker serves both queues, so GPU and CPU jobs both run on a laptop.
         "worker": [python, "-m", "celery", "-A", "workers.app", "worker", "-l", "INFO",
-                   "-Q", env.get("INFERENCE_QUEUE", "inference"), "-c", concurrency,
-                   "-n", "cpu@%h"],
-        "flower": [python, "-m", "celery", "-A", "workers.app", "flower",
-                   "--address=127.0.0.1", f"--port={FLOWER_PORT}",
-                   f"--basic-auth={env['FLOWER_BASIC_AUTH']}",
-                   "--persistent=True", f"--db={VAR / 'flower.db'}"],
+                   "-I", "workers.control", "-Q", ",".join(local_queues(env)),
+                   "-c", concurrency, "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
+        "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
         "sweeper": [python, "manage.py", "sweep_jobs", "--loop", "--interval", "30"],
     }  # fmt: skip
     return [subprocess.Popen(command, env=env, cwd=ROOT) for command in commands.values()]
+
+
+def flower_command(port: int, db: Path) -> list[str]:
+    """Flower on the loopback only; FLOWER_BASIC_AUTH, persistence: workers/flowerconfig.py."""
+    return [sys.executable, "-m", "celery", "-A", "workers.flower_app", "flower",
+            "--conf=workers/flowerconfig.py", "--address=127.0.0.1", f"--port={port}",
+            f"--db={db}"]  # fmt: skip
+
+
+def local_queues(env: dict[str, str]) -> list[str]:
+    return [inference_queue(env), cpu_queue(env)]
 
 
 def print_banner(env: dict[str, str]) -> None:

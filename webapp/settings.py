@@ -11,7 +11,7 @@ from pathlib import Path
 import dj_database_url
 
 from webapp.env import env_bool, env_float, env_int, env_list, env_secret, env_str
-from workers.config import inference_queue
+from workers.config import cpu_queue, default_device, inference_queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -139,6 +139,16 @@ FLOWER_URL = env_str("FLOWER_URL", "")
 
 # The Celery app itself is configured in `workers.config`, shared with the workers.
 INFERENCE_QUEUE = inference_queue()
+# Jobs go to the GPU queue (INFERENCE_QUEUE) unless DEFAULT_DEVICE or the request says cpu.
+CPU_QUEUE = cpu_queue()
+DEFAULT_DEVICE = default_device()
+
+# Operations: GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"; with no token set
+# it answers only direct requests from the loopback address (see docs/operations.md).
+METRICS_TOKEN = env_secret("METRICS_TOKEN", required=False)
+# /readyz waits this long for workers to answer; the sweeper's idea of "stuck" for stack_status.
+READYZ_WORKER_TIMEOUT = env_float("READYZ_WORKER_TIMEOUT", 1.0)
+READYZ_REQUIRE_WORKER = env_bool("READYZ_REQUIRE_WORKER", True)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -11,9 +11,12 @@ import os
 import ssl
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "inference"
+DEFAULT_CPU_QUEUE = "inference-cpu"
+DEVICES = ("gpu", "cpu")
 
 
 class ConfigError(ValueError):
@@ -39,8 +42,36 @@ def broker_url(environ: Mapping[str, str] = os.environ) -> str:
     return url
 
 
+def masked_url(url: str) -> str:
+    """Return `url` with its password replaced, for logs and error messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def inference_queue(environ: Mapping[str, str] = os.environ) -> str:
+    """Return the GPU queue: the one jobs go to unless CPU is asked for."""
     return environ.get("INFERENCE_QUEUE", "").strip() or DEFAULT_QUEUE
+
+
+def cpu_queue(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get("CPU_QUEUE", "").strip() or DEFAULT_CPU_QUEUE
+
+
+def default_device(environ: Mapping[str, str] = os.environ) -> str:
+    """Return where jobs run when a request does not say: `gpu` (default) or `cpu`."""
+    device = environ.get("DEFAULT_DEVICE", "").strip().lower() or "gpu"
+    if device not in DEVICES:
+        raise ConfigError(f"DEFAULT_DEVICE must be gpu or cpu, got {device!r}")
+    return device
+
+
+def queue_for_device(device: str, environ: Mapping[str, str] = os.environ) -> str:
+    if device not in DEVICES:
+        raise ConfigError(f"device must be gpu or cpu, got {device!r}")
+    return cpu_queue(environ) if device == "cpu" else inference_queue(environ)
 
 
 def _broker_ssl(environ: Mapping[str, str], url: str) -> dict[str, Any] | None:
@@ -85,7 +116,7 @@ def celery_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "task_default_queue": inference_queue(environ),
+        "task_default_queue": queue_for_device(default_device(environ), environ),
         # A crashed worker must not lose a scan: acknowledge only after the task ends,
         # and hand a task whose process died back to the queue.
         "task_acks_late": True,

@@ -115,6 +115,11 @@ class ScanSubmissionSerializer(serializers.Serializer):
     patient = serializers.UUIDField(
         error_messages={"required": "Give the patient's id in the field 'patient'."}
     )
+    device = serializers.ChoiceField(
+        choices=["gpu", "cpu"],
+        required=False,
+        help_text="Where to run the model; the site's DEFAULT_DEVICE when left out.",
+    )
 
     def validate_patient(self, value: Any) -> Patient:
         organisation = organisation_of(self.context["request"].user)

@@ -73,6 +73,7 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
             upload,
             ScanSubmissionSerializer.facts_of(upload),
             request.user,
+            device=submission.validated_data.get("device"),
         )
         body = {"job": JobSummarySerializer(job, context={"request": request}).data}
         return Response(

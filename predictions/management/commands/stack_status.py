@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from predictions.models import Job
+from predictions.monitoring.metrics import known_queues, queue_depths
+from webapp.celery import app
+
+
+class Command(BaseCommand):
+    help = "Print queue depths, the workers online (queues, model version) and stuck jobs."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--stuck-after", type=float, default=float(settings.JOB_QUEUED_TIMEOUT),
+            help="seconds a job may stay queued or running before it counts as stuck",
+        )  # fmt: skip
+        parser.add_argument(
+            "--timeout", type=float, default=2.0, help="seconds to wait for workers"
+        )
+        parser.add_argument("--json", action="store_true", help="print one JSON document")
+
+    def handle(self, *args: Any, stuck_after: float, timeout: float, **options: Any) -> None:
+        status = {
+            "queues": self.queues(),
+            "workers": self.workers(timeout),
+            "stuck_jobs": self.stuck_jobs(stuck_after),
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(status, indent=2))
+        else:
+            self.stdout.write(render(status, stuck_after))
+
+    def queues(self) -> dict[str, int | str]:
+        queues = known_queues()
+        try:
+            return dict(queue_depths(queues))
+        except Exception as exc:
+            return dict.fromkeys(queues, f"broker unreachable: {type(exc).__name__}")
+
+    def workers(self, timeout: float) -> dict[str, dict[str, Any]]:
+        """Ask every worker for its queues and, if it runs workers.control, its model."""
+        try:
+            inspect = app.control.inspect(timeout=timeout)
+            queues = inspect.active_queues() or {}
+            infos = app.control.broadcast("worker_info", reply=True, timeout=timeout) or []
+        except Exception as exc:
+            return {"(broker)": {"error": f"{type(exc).__name__}: {exc}"}}
+        info = {name: reply for answer in infos for name, reply in answer.items()}
+        return {
+            name: {
+                "queues": [queue["name"] for queue in worker_queues],
+                "model_version": _model_version(info.get(name)),
+            }
+            for name, worker_queues in sorted(queues.items())
+        }
+
+    def stuck_jobs(self, stuck_after: float) -> list[dict[str, Any]]:
+        now = timezone.now()
+        since = now - timedelta(seconds=stuck_after)
+        stuck = Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=since) | (
+            Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=since)
+        )
+        return [
+            {
+                "job": str(job.public_id),
+                "status": job.status,
+                "queue": job.queue,
+                "worker": job.worker,
+                "attempts": job.attempts,
+                "age_s": round((now - job.created).total_seconds()),
+            }
+            for job in stuck.order_by("created")[:100]
+        ]
+
+
+def _model_version(reply: Any) -> str:
+    if not isinstance(reply, dict):
+        return "unknown (worker has no worker_info command)"
+    return str(reply.get("model_version") or "unknown")
+
+
+def render(status: dict[str, Any], stuck_after: float) -> str:
+    lines = ["Queues (messages waiting):"]
+    lines += [f"  {queue:<30} {depth}" for queue, depth in status["queues"].items()]
+    lines.append(f"Workers online: {len(status['workers'])}")
+    for name, worker in status["workers"].items():
+        if "error" in worker:
+            lines.append(f"  {name}: {worker['error']}")
+            continue
+        queues = ",".join(worker["queues"])
+        lines.append(f"  {name:<30} queues={queues} model={worker['model_version']}")
+    stuck = status["stuck_jobs"]
+    lines.append(f"Jobs stuck longer than {stuck_after:.0f} s: {len(stuck)}")
+    lines += [
+        f"  {job['job']} {job['status']:<8} queue={job['queue']} worker={job['worker'] or '-'} "
+        f"attempts={job['attempts']} age={job['age_s']}s"
+        for job in stuck
+    ]
+    return "\n".join(lines)
