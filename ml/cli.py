@@ -31,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--arch", default="mri_cnn", help="mri_cnn (default), seed_cnn, tiny")
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--out", type=Path, default=None, help="registry folder (default models/)")
-    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument(
+        "--seed", type=int, default=1337, help="initialisation, shuffling and augmentation"
+    )
+    train.add_argument(
+        "--split-seed", type=int, default=1337, help="the train/validation split (keep it fixed)"
+    )
     train.add_argument("--val-fraction", type=float, default=0.2)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--promote", action="store_true", help="make it the active model")
@@ -98,7 +103,7 @@ def run_train(args: argparse.Namespace) -> None:
 
     overrides = SEED_CNN_OPTIONS if args.arch == "seed_cnn" else {}
     options = TrainingOptions(
-        architecture=args.arch, epochs=args.epochs, seed=args.seed,
+        architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, batch_size=args.batch_size, **overrides,
     )  # fmt: skip
     out = args.out or default_registry_root()

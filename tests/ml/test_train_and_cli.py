@@ -94,3 +94,15 @@ def test_registry_commands_promote_and_roll_back(
     assert ModelRegistry(root).active_version() == "tiny-b"
     assert run_cli("registry", "--root", str(root), "promote", "missing") == 2
     assert "is not in" in capsys.readouterr().err
+
+
+def test_another_training_seed_keeps_the_validation_split(trained: Path, tmp_path: Path) -> None:
+    """Models trained with different seeds are compared (and ensembled) on one split."""
+    first = ModelRegistry(trained / "models").active_path()
+    assert run_cli("train", "--data", str(trained / "data"), "--arch", "tiny", "--epochs", "1",
+                   "--seed", "2", "--out", str(tmp_path)) == 0  # fmt: skip
+    (second,) = tmp_path.iterdir()
+    metadatas = [json.loads((folder / METADATA_FILE).read_text()) for folder in (first, second)]
+    assert metadatas[0]["training_data"] == metadatas[1]["training_data"]
+    assert [m["training"]["seed"] for m in metadatas] == [1337, 2]
+    assert metadatas[0]["validation"]["n"] == metadatas[1]["validation"]["n"]
