@@ -72,11 +72,15 @@ class InferenceEngine:
         signature = [tf.TensorSpec([None, *self.config.input_size, self.config.channels],
                                    tf.float32)]  # fmt: skip
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
-        explained = _explained_model(model, LAST_CONV_LAYER)
-        explainer = _keras().Model(
-            explained.inputs, [explained.get_layer(LAST_CONV_LAYER).output, explained.output]
+        explainers = [
+            _keras().Model(inner.inputs, [inner.get_layer(LAST_CONV_LAYER).output, inner.output])
+            for inner in _explained_models(model, LAST_CONV_LAYER)
+        ]
+        target_spec = tf.TensorSpec([None], tf.int32)
+        self._gradcam = tf.function(
+            lambda x, target: _gradcam(explainers, x, target),
+            input_signature=[*signature, target_spec],
         )
-        self._gradcam = tf.function(lambda x: _gradcam(explainer, x), input_signature=signature)
         self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
 
     @classmethod
@@ -96,7 +100,7 @@ class InferenceEngine:
         """Trace the compiled calls now, so the first real scan is not slow."""
         blank = np.zeros((1, *self.config.input_size, self.config.channels), np.float32)
         self._forward(blank)
-        self._gradcam(blank)
+        self._gradcam(blank, np.zeros(1, np.int32))
 
     def predict(self, images: Sequence[bytes]) -> list[Prediction]:
         """Classify encoded images (any size or mode) in batches.
@@ -114,15 +118,25 @@ class InferenceEngine:
         return np.concatenate([self._run(batch[i : i + BATCH_SIZE])
                                for i in range(0, len(batch), BATCH_SIZE)])  # fmt: skip
 
-    def explain(self, image: bytes) -> tuple[Prediction, Explanation]:
-        """Classify one image and return where the model looked (Grad-CAM)."""
+    def explain(self, image: bytes, label: str | None = None) -> tuple[Prediction, Explanation]:
+        """Classify one image and return where the model looked for `label` (Grad-CAM).
+
+        By default the label explained is the one served, which for an ensemble may
+        differ from what any one member would say on its own.
+        """
         started = time.perf_counter()
         array = preprocess_bytes(image, self.config)[np.newaxis]
         probabilities = self._run(array)
-        heatmap = self._gradcam(array)[1].numpy()
+        target = self._class_index(label) if label else int(np.argmax(probabilities[0]))
+        heatmap = self._gradcam(array, np.array([target], np.int32)).numpy()
         prediction = self._prediction(probabilities[0], (time.perf_counter() - started) * 1000)
         overlay = overlay_png(array[0, :, :, 0], heatmap[0])
         return prediction, Explanation(heatmap=heatmap[0], overlay_png=overlay)
+
+    def _class_index(self, label: str) -> int:
+        if label not in self.class_names:
+            raise ValueError(f"unknown label {label!r}; the model knows {list(self.class_names)}")
+        return self.class_names.index(label)
 
     def _batches(self, images: Sequence[bytes]) -> Iterator[np.ndarray]:
         arrays = self._pool.map(lambda data: preprocess_bytes(data, self.config), images)
@@ -148,15 +162,18 @@ class InferenceEngine:
         )
 
 
-def _explained_model(model: Any, layer_name: str) -> Any:
-    """Return the model whose `layer_name` Grad-CAM reads: itself or an ensemble's first member."""
-    names = {layer.name for layer in model.layers}
-    if layer_name in names:
-        return model
-    for layer in model.layers:
-        if hasattr(layer, "get_layer") and layer_name in {inner.name for inner in layer.layers}:
-            return layer
-    raise ValueError(f"no layer named {layer_name!r} to explain the prediction with")
+def _explained_models(model: Any, layer_name: str) -> list[Any]:
+    """Return the models whose `layer_name` Grad-CAM reads: the model, or an ensemble's members."""
+    if layer_name in {layer.name for layer in model.layers}:
+        return [model]
+    members = [
+        layer
+        for layer in model.layers
+        if hasattr(layer, "get_layer") and layer_name in {inner.name for inner in layer.layers}
+    ]
+    if not members:
+        raise ValueError(f"no layer named {layer_name!r} to explain the prediction with")
+    return members
 
 
 def _keras() -> Any:
@@ -165,20 +182,26 @@ def _keras() -> Any:
     return keras
 
 
-def _gradcam(explainer: Any, batch: Any) -> tuple[Any, Any]:
-    """Return (probabilities, heat maps in [0, 1] at the input's size) in one pass."""
+def _gradcam(explainers: list[Any], batch: Any, target: Any) -> Any:
+    """Return heat maps in [0, 1] at the input's size, for class `target` of each image.
+
+    With several explainers (an ensemble's members) their maps are averaged: each
+    shows where that member found evidence for the served label.
+    """
     import tensorflow as tf
 
-    with tf.GradientTape() as tape:
-        activations, probabilities = explainer(batch, training=False)
-        top = tf.argmax(probabilities, axis=1)
-        score = tf.gather(probabilities, top, axis=1, batch_dims=1)
-    gradients = tape.gradient(score, activations)
-    weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1, keepdims=True))
-    cam = cam / (tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True) + 1e-8)
+    cams = []
+    for explainer in explainers:
+        with tf.GradientTape() as tape:
+            activations, probabilities = explainer(batch, training=False)
+            score = tf.gather(probabilities, target, axis=1, batch_dims=1)
+        gradients = tape.gradient(score, activations)
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * activations, axis=-1, keepdims=True))
+        cams.append(cam / (tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True) + 1e-8))
+    cam = tf.add_n(cams) / len(cams)
     cam = tf.image.resize(cam, tf.shape(batch)[1:3], method="bilinear")
-    return probabilities, cam[:, :, :, 0]
+    return cam[:, :, :, 0]
 
 
 def overlay_png(gray: np.ndarray, heatmap: np.ndarray, side: int = OVERLAY_SIDE) -> bytes:

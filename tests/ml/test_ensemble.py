@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ml.ensemble import make_ensemble
+from ml.ensemble import build_ensemble, make_ensemble
 from ml.inference import InferenceEngine
 from ml.registry import ModelRegistry
-from tests.images import png_bytes
+from tests.images import jpeg_bytes, png_bytes
 from tests.ml.test_train_and_cli import trained  # noqa: F401  (module-scoped fixture)
 
 
@@ -51,3 +51,19 @@ def test_members_with_different_preprocessing_are_refused(
     (other / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(ValueError, match="must share preprocessing"):
         make_ensemble([member, other], trained / "data", tmp_path / "models")
+
+
+def test_an_ensembles_heat_map_averages_its_members_maps_for_the_served_label(
+    trained: Path,  # noqa: F811
+    tiny_registry: Path,
+) -> None:
+    first = InferenceEngine.load(ModelRegistry(trained / "models").active_path())
+    second = InferenceEngine.load(tiny_registry / "tiny-a")  # other weights, same input
+    model = build_ensemble([first.model, second.model], test_time_flip=False)
+    ensemble = InferenceEngine(model, first.metadata)
+    image = jpeg_bytes(120)
+
+    prediction, explanation = ensemble.explain(image)
+
+    maps = [member.explain(image, label=prediction.label)[1].heatmap for member in (first, second)]
+    assert explanation.heatmap == pytest.approx((maps[0] + maps[1]) / 2, abs=1e-4)

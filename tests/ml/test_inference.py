@@ -59,6 +59,11 @@ def test_explains_with_a_heat_map_and_an_overlay(engine: InferenceEngine) -> Non
     assert overlay.format == "PNG" and overlay.size == (256, 256)
 
 
+def test_explaining_an_unknown_label_is_a_clear_error(engine: InferenceEngine) -> None:
+    with pytest.raises(ValueError, match="unknown label 'astrocytoma'"):
+        engine.explain(jpeg_bytes(100), label="astrocytoma")
+
+
 def test_predict_arrays_matches_predict(engine: InferenceEngine) -> None:
     from ml.preprocessing import preprocess_bytes
 
