@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ.setdefault("WORKER_SECRET", "test-worker-secret")
@@ -16,3 +18,11 @@ STORAGES = {
     **STORAGES,  # noqa: F405
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # An in-memory test database is one connection shared by every thread of the live
+    # server, so a poll could read a result half written by another request. A file
+    # gives each thread its own connection, isolated as in production.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(Path(tempfile.gettempdir()) / f"mri-classifier-test-{os.getpid()}.sqlite3")
+    }
