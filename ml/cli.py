@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--val-fraction", type=float, default=0.2)
     train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument(
+        "--input-size", type=int, help="side of the square model input (default: the arch's)"
+    )
     train.add_argument("--promote", action="store_true", help="make it the active model")
     train.set_defaults(handler=run_train)
 
@@ -104,7 +107,8 @@ def run_train(args: argparse.Namespace) -> None:
     overrides = SEED_CNN_OPTIONS if args.arch == "seed_cnn" else {}
     options = TrainingOptions(
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
-        val_fraction=args.val_fraction, batch_size=args.batch_size, **overrides,
+        val_fraction=args.val_fraction, batch_size=args.batch_size,
+        input_size=(args.input_size, args.input_size) if args.input_size else None, **overrides,
     )  # fmt: skip
     out = args.out or default_registry_root()
     folder = train(args.data, out, options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -52,17 +53,27 @@ ARCHITECTURES: dict[str, PreprocessConfig] = {
 }
 
 
-def preprocess_config(architecture: str) -> PreprocessConfig:
+def preprocess_config(
+    architecture: str, input_size: tuple[int, int] | None = None
+) -> PreprocessConfig:
+    """Return the architecture's preprocessing, at another `input_size` (height, width) if given."""
     if architecture not in ARCHITECTURES:
         raise ValueError(
             f"unknown architecture {architecture!r}; choose from {sorted(ARCHITECTURES)}"
         )
-    return ARCHITECTURES[architecture]
+    config = ARCHITECTURES[architecture]
+    if input_size is None:
+        return config
+    if min(input_size) < 32:
+        raise ValueError(f"input size {input_size} is too small: at least 32 x 32")
+    return dataclasses.replace(config, input_size=(int(input_size[0]), int(input_size[1])))
 
 
-def build_model(architecture: str, dropout_rate: float = 0.3) -> keras.Model:
+def build_model(
+    architecture: str, dropout_rate: float = 0.3, input_size: tuple[int, int] | None = None
+) -> keras.Model:
     """Return an uncompiled Functional model mapping 0..255 images to class probabilities."""
-    config = preprocess_config(architecture)
+    config = preprocess_config(architecture, input_size)
     inputs = keras.Input((*config.input_size, config.channels), name="image")
     builders: dict[str, Callable[[Any, float], Any]] = {
         "seed_cnn": _seed_cnn,

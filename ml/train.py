@@ -37,6 +37,7 @@ class TrainingOptions:
     label_smoothing: float = 0.1
     patience: int = 12
     cache_dir: Path | None = Path("artifacts/cache")
+    input_size: tuple[int, int] | None = None  # (height, width); None: the architecture's
 
 
 # The tutorial trained plainly: Adam, cross-entropy, batch 32, no class weights.
@@ -46,12 +47,12 @@ SEED_CNN_OPTIONS = {"learning_rate": 1e-3, "label_smoothing": 0.0}
 def train(data_dir: Path, out_dir: Path, options: TrainingOptions) -> Path:
     """Train, evaluate on the held-out groups, and write `out_dir/<version>/`; return it."""
     keras.utils.set_random_seed(options.seed)
-    config = preprocess_config(options.architecture)
+    config = preprocess_config(options.architecture, options.input_size)
     dataset = load_dataset(data_dir, config, options.cache_dir)
     train_index, val_index = dataset.split(options.val_fraction, options.split_seed)
     print(f"split: {len(train_index)} training, {len(val_index)} validation images "
           f"(near-duplicate groups kept on one side)", flush=True)  # fmt: skip
-    model = build_model(options.architecture)
+    model = build_model(options.architecture, input_size=options.input_size)
     compile_model(model, options, steps=_steps(len(train_index), options.batch_size))
     started = time.monotonic()
     history = model.fit(
@@ -176,7 +177,7 @@ def build_metadata(
     created: datetime,
     epochs_run: int = 0,
 ) -> dict[str, Any]:
-    config = preprocess_config(options.architecture)
+    config = preprocess_config(options.architecture, options.input_size)
     return {
         "version": version,
         "architecture": options.architecture,

@@ -106,3 +106,15 @@ def test_another_training_seed_keeps_the_validation_split(trained: Path, tmp_pat
     assert metadatas[0]["training_data"] == metadatas[1]["training_data"]
     assert [m["training"]["seed"] for m in metadatas] == [1337, 2]
     assert metadatas[0]["validation"]["n"] == metadatas[1]["validation"]["n"]
+
+
+def test_train_at_another_input_size_serves_at_that_size(trained: Path, tmp_path: Path) -> None:
+    from ml.inference import InferenceEngine
+
+    assert run_cli("train", "--data", str(trained / "data"), "--arch", "tiny", "--epochs", "1",
+                   "--input-size", "40", "--out", str(tmp_path)) == 0  # fmt: skip
+    (folder,) = tmp_path.iterdir()
+    assert json.loads((folder / METADATA_FILE).read_text())["input_size"] == [40, 40]
+    engine = InferenceEngine.load(folder)
+    assert engine.model.input_shape[1:3] == (40, 40)
+    assert engine.explain(jpeg_bytes(90))[1].heatmap.shape == (40, 40)
