@@ -154,7 +154,8 @@ def save_artefact(
     version = f"{options.architecture}-{created:%Y%m%d-%H%M%S}"
     folder = Path(out_dir) / version
     folder.mkdir(parents=True)
-    model.save(folder / MODEL_FILE)
+    # Serving needs no optimizer state (two thirds of the file with AdamW): save the network.
+    keras.Model(model.inputs, model.output, name=model.name).save(folder / MODEL_FILE)
     epochs_run = len(history.get("loss", []))
     metadata = build_metadata(
         model, version, options, dataset, metrics, seconds, created, epochs_run
