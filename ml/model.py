@@ -48,7 +48,9 @@ class HorizontalFlip(layers.Layer):
 
 ARCHITECTURES: dict[str, PreprocessConfig] = {
     "seed_cnn": PreprocessConfig(input_size=(64, 64), channels=3, head_crop=False, name="rgb-64"),
-    "mri_cnn": PreprocessConfig(input_size=(128, 128), channels=1, head_crop=True),
+    # 160 rather than 128 pixels: validation accuracy 0.941 against 0.932-0.936 at 128
+    # (three seeds), fewer gliomas called meningiomas; 1.6x the compute.
+    "mri_cnn": PreprocessConfig(input_size=(160, 160), channels=1, head_crop=True),
     "tiny": PreprocessConfig(input_size=(32, 32), channels=1, head_crop=True),
 }
 
@@ -96,12 +98,12 @@ def _seed_cnn(inputs: Any, dropout_rate: float) -> Any:
     return layers.Dense(len(CLASS_NAMES), activation="softmax", name="probabilities")(x)
 
 
-# Filters of the stem and of each separable unit, 64 -> 32 -> 16 -> 8 pixels.
+# Filters of the stem and of each separable unit, 80 -> 40 -> 20 -> 10 pixels at 160 input.
 MRI_CNN_FILTERS = (32, 48, 96, 96, 160, 160, 256)
 
 
 def _mri_cnn(inputs: Any, dropout_rate: float) -> Any:
-    """A small separable-convolution network, about 75 MFLOP per 128x128 slice.
+    """A small separable-convolution network: 106k parameters, 119 MFLOP per 160x160 slice.
 
     GroupNormalization rather than BatchNorm: it behaves the same in training and
     inference, so no moving statistics can drift away from clean inputs.
