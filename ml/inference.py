@@ -89,10 +89,10 @@ class InferenceEngine:
         folder = Path(artefact_dir)
         if not (folder / MODEL_FILE).is_file() or not (folder / METADATA_FILE).is_file():
             raise ModelNotFoundError(f"{folder} holds no {MODEL_FILE} and {METADATA_FILE}")
-        import ml.model  # noqa: F401  registers the custom layers for deserialisation
+        from ml.model import for_serving  # also registers the custom layers
 
         model = _keras().saving.load_model(folder / MODEL_FILE, compile=False)
-        engine = cls(model, json.loads((folder / METADATA_FILE).read_text()))
+        engine = cls(for_serving(model), json.loads((folder / METADATA_FILE).read_text()))
         engine.warm_up()
         return engine
 
