@@ -21,7 +21,7 @@ from keras import layers
 from ml.data import load_dataset
 from ml.evaluate import compute_metrics, format_report, write_reports
 from ml.model import HorizontalFlip
-from ml.registry import METADATA_FILE, MODEL_FILE
+from ml.registry import METADATA_FILE, MODEL_FILE, TRAINING_HISTORY_FILE
 
 MEMBER_PREFIX = "member_"
 SHARED_METADATA = ("class_names", "input_size", "channels", "preprocessing", "training_data")
@@ -73,10 +73,21 @@ def make_ensemble(
         "created_at": created.isoformat(),
     }
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
+    (folder / TRAINING_HISTORY_FILE).write_text(json.dumps(member_histories(member_dirs), indent=2))
     write_reports(metrics, folder, prefix="validation_")
     print(format_report(metrics))
     print(f"wrote {folder}")
     return folder
+
+
+def member_histories(member_dirs: list[Path]) -> dict[str, Any]:
+    """Return each member's training history (loss and accuracy per epoch) by version."""
+    histories = {}
+    for member in member_dirs:
+        path = member / TRAINING_HISTORY_FILE
+        version = json.loads((member / METADATA_FILE).read_text())["version"]
+        histories[version] = json.loads(path.read_text()) if path.exists() else None
+    return histories
 
 
 def _check_compatible(metadatas: list[dict[str, Any]]) -> None:

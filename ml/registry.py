@@ -25,6 +25,7 @@ ACTIVE_FILE = "ACTIVE"
 HISTORY_FILE = "HISTORY.jsonl"
 METADATA_FILE = "metadata.json"
 MODEL_FILE = "model.keras"
+TRAINING_HISTORY_FILE = "history.json"
 
 
 def default_registry_root() -> Path:

@@ -19,7 +19,7 @@ from ml.data import Dataset, load_dataset
 from ml.evaluate import compute_metrics, format_report, write_reports
 from ml.labels import CLASS_NAMES
 from ml.model import build_model, estimate_flops, preprocess_config
-from ml.registry import METADATA_FILE, MODEL_FILE
+from ml.registry import METADATA_FILE, MODEL_FILE, TRAINING_HISTORY_FILE
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def save_artefact(
     )
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     clean_history = {key: [float(v) for v in values] for key, values in history.items()}
-    (folder / "history.json").write_text(json.dumps(clean_history, indent=2))
+    (folder / TRAINING_HISTORY_FILE).write_text(json.dumps(clean_history, indent=2))
     write_reports(metrics, folder, prefix="validation_")
     print(f"wrote {folder}", flush=True)
     return folder

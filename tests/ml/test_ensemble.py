@@ -26,6 +26,8 @@ def test_an_ensemble_averages_its_members_and_their_mirror_images(
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["architecture"] == "ensemble" and metadata["test_time_flip"] is True
     assert metadata["members"] == [member.name, member.name]
+    histories = json.loads((folder / "history.json").read_text())
+    assert list(histories) == [member.name] and len(histories[member.name]["loss"]) == 1
     ensemble, single = InferenceEngine.load(folder), InferenceEngine.load(member)
     image = png_bytes(70)
     from ml.preprocessing import preprocess_bytes
