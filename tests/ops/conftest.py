@@ -44,8 +44,10 @@ def bare_worker(tmp_path: Path) -> Iterator[Callable[..., str]]:
                    "-I", "workers.control", "-Q", queue, "-n", name, "-P", "solo",
                    "-l", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
         with open(log_path, "wb") as log:
+            # An empty model registry: what the worker reports must not depend on models/.
+            env = clean_env(CELERY_BROKER_URL=broker, MODEL_REGISTRY_DIR=str(tmp_path / "none"))
             process = subprocess.Popen(
-                command, env=clean_env(CELERY_BROKER_URL=broker), cwd=ROOT,
+                command, env=env, cwd=ROOT,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         started.append(process)

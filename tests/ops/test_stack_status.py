@@ -40,7 +40,7 @@ def test_prints_queues_workers_and_stuck_jobs(db: None, settings: Any, bare_work
 
     assert status["queues"][busy] == 2 and status["queues"][served] == 0
     assert status["workers"][name]["queues"] == [served]
-    # This worker runs workers.control but has no model registry to read.
+    # This worker runs workers.control, and its model registry is empty.
     assert status["workers"][name]["model_version"].startswith("unknown")
     assert [job["status"] for job in status["stuck_jobs"]] == ["queued", "running"]
     assert status["stuck_jobs"][0]["job"] == str(stuck.public_id)
