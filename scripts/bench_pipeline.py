@@ -58,7 +58,8 @@ def run(site: str, token: str, args: argparse.Namespace) -> None:
         f"{api}/patients/", json={"external_id": f"BENCH-{time.time_ns()}"}, timeout=10
     ).json()["id"]
     images = [jpeg_bytes(args.size, seed) for seed in range(max(args.n, args.burst))]
-    submit(session, api, patient, images[0])  # warm-up: the first job loads nothing new
+    # Warm-up, awaited: the worker's child may still be loading the model after "ready".
+    wait_finished(session, submit(session, api, patient, images[0]))
     latencies = [latency(session, api, patient, images[i]) for i in range(args.n)]
     print(f"end-to-end latency over {args.n} sequential jobs: "
           f"median {statistics.median(latencies) * 1000:.0f} ms, "
@@ -111,11 +112,12 @@ def worker_memory() -> list[tuple[int, float, str]]:
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            arguments = (proc / "cmdline").read_bytes().decode().split("\0")
             status = (proc / "status").read_text()
         except OSError:
             continue
-        if "celery" in command and " worker" in command:
+        command = " ".join(arguments)
+        if "celery" in command and "worker" in arguments:  # not Flower, whose app is workers.*
             rss_kib = int(next(line for line in status.splitlines() if line.startswith("VmRSS"))
                           .split()[1])  # fmt: skip
             found.append((int(proc.name), rss_kib / 1024, command.strip()[:80]))
