@@ -157,7 +157,7 @@ def estimate_flops(model: keras.Model) -> int:
 
 
 class ServingGroupNormalization(layers.GroupNormalization):
-    """GroupNormalization with the same weights and outputs, 1.7x faster on the CPU.
+    """Channels-last GroupNormalization, same weights and outputs; `mri_cnn` runs 1.7x faster.
 
     Keras reduces a 5-D (n, h, w, groups, channels/groups) view of the tensor, which
     TensorFlow does slowly on the CPU: 70% of `mri_cnn`'s inference time. Moments per
@@ -190,7 +190,7 @@ def for_serving(model: keras.Model) -> keras.Model:
     """Return a copy of `model`, nested members included, with faster equivalent layers."""
 
     def clone(layer: layers.Layer) -> layers.Layer:
-        if type(layer) is layers.GroupNormalization:
+        if type(layer) is layers.GroupNormalization and layer.axis == -1:
             return ServingGroupNormalization.from_config(layer.get_config())
         return layer.__class__.from_config(layer.get_config())
 
