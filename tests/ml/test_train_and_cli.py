@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import pytest
 
 from ml.cli import main
@@ -44,8 +45,6 @@ def test_train_writes_a_complete_versioned_artefact(trained: Path) -> None:
     assert set(metadata["validation"]) >= {"accuracy", "macro_f1", "ece", "recall"}
     assert {"tensorflow", "keras"} <= set(metadata["libraries"])
     assert len(json.loads((folder / "history.json").read_text())["loss"]) == 1
-    import keras
-
     assert getattr(keras.saving.load_model(folder / MODEL_FILE), "optimizer", None) is None
 
 
