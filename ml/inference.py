@@ -24,11 +24,18 @@ OVERLAY_SIDE = 256
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Classification:
+    """What the model says about one slice.
+
+    `needs_review` is the model's own decision rule (its metadata records the
+    threshold), not something each caller derives from the probabilities.
+    """
+
     label: str
     probabilities: dict[str, float]
     model_version: str
     inference_ms: float
+    needs_review: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,7 +109,7 @@ class InferenceEngine:
         self._forward(blank)
         self._gradcam(blank, np.zeros(1, np.int32))
 
-    def predict(self, images: Sequence[bytes]) -> list[Prediction]:
+    def predict(self, images: Sequence[bytes]) -> list[Classification]:
         """Classify encoded images (any size or mode) in batches.
 
         Decoding runs in a thread pool while the model works on the previous batch.
@@ -118,7 +125,7 @@ class InferenceEngine:
         return np.concatenate([self._run(batch[i : i + BATCH_SIZE])
                                for i in range(0, len(batch), BATCH_SIZE)])  # fmt: skip
 
-    def explain(self, image: bytes, label: str | None = None) -> tuple[Prediction, Explanation]:
+    def explain(self, image: bytes, label: str | None = None) -> tuple[Classification, Explanation]:
         """Classify one image and return where the model looked for `label` (Grad-CAM).
 
         By default the label explained is the one served, which for an ensemble may
@@ -152,9 +159,9 @@ class InferenceEngine:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch.astype(np.float32, copy=False)).numpy()
 
-    def _prediction(self, row: np.ndarray, inference_ms: float) -> Prediction:
+    def _prediction(self, row: np.ndarray, inference_ms: float) -> Classification:
         probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
-        return Prediction(
+        return Classification(
             label=self.class_names[int(np.argmax(row))],
             probabilities=probabilities,
             model_version=self.version,

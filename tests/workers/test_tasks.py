@@ -10,13 +10,13 @@ import pytest
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from ml.errors import InvalidImageError
-from ml.inference import Explanation, Prediction
+from ml.inference import Classification, Explanation
 from workers import tasks
 from workers.contracts import PredictionResult
 from workers.web_client import SiteClient, SiteError, StartAnswer
 
 JOB_ID = "5b0c43aa-1111-4222-8333-444455556666"
-PREDICTION = Prediction(
+PREDICTION = Classification(
     label="pituitary",
     probabilities={"glioma": 0.1, "meningioma": 0.1, "no_tumor": 0.1, "pituitary": 0.7},
     model_version="m-3",
