@@ -27,7 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="train a model and write a versioned artefact")
-    train.add_argument("--data", type=Path, required=True, help="folder of class sub-folders")
+    train.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders of class sub-folders, one per source; each is split on its own",
+    )
     train.add_argument("--arch", default="mri_cnn", help="mri_cnn (default), seed_cnn, tiny")
     train.add_argument("--epochs", type=int, default=60)
     train.add_argument("--out", type=Path, default=None, help="registry folder (default models/)")
@@ -38,6 +44,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--split-seed", type=int, default=1337, help="the train/validation split (keep it fixed)"
     )
     train.add_argument("--val-fraction", type=float, default=0.2)
+    train.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.1,
+        help="of what validation leaves: fits temperature, thresholds and guard (0: none)",
+    )
+    train.add_argument(
+        "--sequence-randomisation",
+        type=float,
+        help="share of training images whose tissue contrast is redrawn (default: the arch's)",
+    )
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument(
         "--input-size", type=int, help="side of the square model input (default: the arch's)"
@@ -47,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="figures and plots for a model on a data set")
     evaluate.add_argument("--model", type=Path, help="artefact folder (default: active model)")
-    evaluate.add_argument("--data", type=Path, required=True)
+    evaluate.add_argument(
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="folders, one per source: held-out part of those it was trained on, else all",
+    )
     evaluate.add_argument(
         "--split",
         choices=["val", "all"],
@@ -55,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="val: only the model's own held-out groups (default)",
     )
     evaluate.add_argument("--out", type=Path, help="where to write metrics.json and plots")
+    evaluate.add_argument(
+        "--no-probes", action="store_true", help="skip the sequence probes (faster)"
+    )
     evaluate.set_defaults(handler=run_evaluate)
 
     predict = commands.add_parser("predict", help="classify images; one JSON line each")
@@ -104,10 +130,13 @@ def _model_path(args: argparse.Namespace) -> Path:
 def run_train(args: argparse.Namespace) -> None:
     from ml.train import SEED_CNN_OPTIONS, TrainingOptions, train
 
-    overrides = SEED_CNN_OPTIONS if args.arch == "seed_cnn" else {}
+    overrides: dict[str, float] = dict(SEED_CNN_OPTIONS) if args.arch == "seed_cnn" else {}
+    if args.sequence_randomisation is not None:
+        overrides["sequence_randomisation"] = args.sequence_randomisation
     options = TrainingOptions(
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
-        val_fraction=args.val_fraction, batch_size=args.batch_size,
+        val_fraction=args.val_fraction, calibration_fraction=args.calibration_fraction,
+        batch_size=args.batch_size,
         input_size=(args.input_size, args.input_size) if args.input_size else None, **overrides,
     )  # fmt: skip
     out = args.out or default_registry_root()
@@ -129,8 +158,10 @@ def run_ensemble(args: argparse.Namespace) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> None:
     from ml.evaluation_run import evaluate_model
+    from ml.probes import PROBES
 
-    evaluate_model(_model_path(args), args.data, args.split, args.out)
+    probes = () if args.no_probes else PROBES
+    evaluate_model(_model_path(args), args.data, args.split, args.out, probes)
 
 
 def run_predict(args: argparse.Namespace) -> int:

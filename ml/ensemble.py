@@ -22,6 +22,7 @@ from ml.data import load_dataset
 from ml.evaluate import compute_metrics, format_report, write_reports
 from ml.model import HorizontalFlip
 from ml.registry import METADATA_FILE, MODEL_FILE, TRAINING_HISTORY_FILE
+from ml.sources import held_out_part
 
 MEMBER_PREFIX = "member_"
 SHARED_METADATA = ("class_names", "input_size", "channels", "preprocessing", "training_data")
@@ -105,10 +106,9 @@ def _validate(model: keras.Model, metadata: dict[str, Any], data_dir: Path) -> d
 
     config = PreprocessConfig.from_metadata(metadata["preprocessing"])
     dataset = load_dataset(data_dir, config, Path("artifacts/cache"))
-    training = metadata["training_data"]
-    if dataset.fingerprint != training["fingerprint"]:
-        raise ValueError("the data folder differs from the one the members were trained on")
-    _, validation = dataset.split(training["split"]["val_fraction"], training["split"]["seed"])
+    validation = held_out_part(dataset, metadata)
+    if validation is None:
+        raise ValueError("the data folder differs from the ones the members were trained on")
     started = time.monotonic()
     probabilities = model.predict(dataset.images[validation], batch_size=128, verbose=0)
     print(f"validated {len(validation)} images in {time.monotonic() - started:.1f}s")

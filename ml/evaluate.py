@@ -42,9 +42,42 @@ def expected_calibration_error(
     return float(ece), table
 
 
-def compute_metrics(
-    y_true: Sequence[int], probabilities: np.ndarray, class_names: Sequence[str] = CLASS_NAMES
+def tumour_miss_rates(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    flagged: np.ndarray | None = None,
+    class_names: Sequence[str] = CLASS_NAMES,
 ) -> dict[str, Any]:
+    """The share of tumour images called "no tumour": overall and per tumour class.
+
+    With `flagged` (the results marked "needs review"), `unflagged` counts only the
+    misses that were not flagged: the ones a reader would be told to trust.
+    """
+    no_tumor = list(class_names).index("no_tumor")
+    tumour = y_true != no_tumor
+    missed = tumour & (y_pred == no_tumor)
+    unflagged = missed & ~flagged if flagged is not None else missed
+    per_class = {
+        name: _ratio(missed[y_true == index].sum(), (y_true == index).sum())
+        for index, name in enumerate(class_names)
+        if index != no_tumor
+    }
+    return {
+        "overall": _ratio(missed.sum(), tumour.sum()),
+        "per_class": per_class,
+        "missed": int(missed.sum()),
+        "tumours": int(tumour.sum()),
+        "unflagged": _ratio(unflagged.sum(), tumour.sum()),
+    }
+
+
+def compute_metrics(
+    y_true: Sequence[int],
+    probabilities: np.ndarray,
+    class_names: Sequence[str] = CLASS_NAMES,
+    flagged: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Figures for `probabilities` against `y_true`; `flagged`: results marked "needs review"."""
     y_true = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)
     matrix = confusion_matrix(y_true, y_pred, len(class_names))
@@ -64,6 +97,12 @@ def compute_metrics(
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
         "class_names": list(class_names),
+        "tumour_miss": (
+            tumour_miss_rates(y_true, y_pred, flagged, class_names)
+            if "no_tumor" in class_names
+            else None
+        ),
+        "needs_review": _ratio(flagged.sum(), len(y_true)) if flagged is not None else None,
         "ece": ece,
         "calibration": calibration,
     }
@@ -75,8 +114,10 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def format_report(metrics: dict[str, Any]) -> str:
     lines = [f"images {metrics['n']}  accuracy {metrics['accuracy']:.4f}  "
-             f"macro-F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}",
-             f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"]  # fmt: skip
+             f"macro-F1 {metrics['macro_f1']:.4f}  ECE {metrics['ece']:.4f}"]  # fmt: skip
+    if miss := metrics.get("tumour_miss"):
+        lines.append(_miss_line(miss, metrics.get("needs_review")))
+    lines.append(f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for name, row in metrics["per_class"].items():
         lines.append(f"{name:<12}{row['precision']:>10.3f}{row['recall']:>10.3f}"
                      f"{row['f1']:>10.3f}{row['support']:>9}")  # fmt: skip
@@ -85,6 +126,15 @@ def format_report(metrics: dict[str, Any]) -> str:
     for name, row in zip(metrics["class_names"], metrics["confusion_matrix"], strict=True):
         lines.append(f"{name:<12}" + "".join(f"{count:>11}" for count in row))
     return "\n".join(lines)
+
+
+def _miss_line(miss: dict[str, Any], needs_review: float | None) -> str:
+    per_class = ", ".join(f"{name} {rate:.3f}" for name, rate in miss["per_class"].items())
+    line = (f"tumour-miss rate {miss['overall']:.4f} ({miss['missed']} of {miss['tumours']} "
+            f"tumours called no_tumor; {per_class})")  # fmt: skip
+    if needs_review is not None:
+        line += f"  unflagged {miss['unflagged']:.4f}, needs review {needs_review:.3f}"
+    return line
 
 
 def write_reports(metrics: dict[str, Any], out_dir: Path, prefix: str = "") -> list[Path]:

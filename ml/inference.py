@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ml.calibration import DecisionRule
 from ml.errors import ModelNotFoundError
 from ml.preprocessing import PreprocessConfig, preprocess_bytes
 from ml.registry import METADATA_FILE, MODEL_FILE
@@ -76,6 +77,7 @@ class InferenceEngine:
         self.version: str = metadata["version"]
         self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
         self.config = PreprocessConfig.from_metadata(metadata["preprocessing"])
+        self.decision = DecisionRule.from_metadata(metadata)
         signature = [tf.TensorSpec([None, *self.config.input_size, self.config.channels],
                                    tf.float32)]  # fmt: skip
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
@@ -120,9 +122,15 @@ class InferenceEngine:
         per_image_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
         return [self._prediction(row, per_image_ms) for row in probabilities]
 
-    def predict_arrays(self, batch: np.ndarray) -> np.ndarray:
-        """Return probabilities (n, classes) for preprocessed float32 (n, h, w, c) images."""
-        return np.concatenate([self._run(batch[i : i + BATCH_SIZE])
+    def predict_arrays(self, batch: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """Return probabilities (n, classes) for preprocessed float32 (n, h, w, c) images.
+
+        Calibrated by the model's decision rule unless `calibrated` is False (to fit it).
+        """
+        run = self._run if calibrated else self._run_raw
+        if not len(batch):
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return np.concatenate([run(batch[i : i + BATCH_SIZE])
                                for i in range(0, len(batch), BATCH_SIZE)])  # fmt: skip
 
     def explain(self, image: bytes, label: str | None = None) -> tuple[Classification, Explanation]:
@@ -157,6 +165,9 @@ class InferenceEngine:
             yield np.stack(batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.decision.calibrate(self._run_raw(batch))
+
+    def _run_raw(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch.astype(np.float32, copy=False)).numpy()
 
     def _prediction(self, row: np.ndarray, inference_ms: float) -> Classification:
@@ -166,6 +177,7 @@ class InferenceEngine:
             probabilities=probabilities,
             model_version=self.version,
             inference_ms=round(inference_ms, 2),
+            needs_review=bool(self.decision.needs_review(row[np.newaxis])[0]),
         )
 
 

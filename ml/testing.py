@@ -22,7 +22,7 @@ def make_tiny_artefact(out_dir: Path | str, version: str = "tiny-test") -> Path:
     model = build_model("tiny")
     model.save(folder / MODEL_FILE)
     options = TrainingOptions(architecture="tiny", epochs=0)
-    metadata = build_metadata(model, version, options, None, None, 0.0, datetime.now(UTC))
+    metadata = build_metadata(model, version, options, [], None, 0.0, datetime.now(UTC))
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     return folder
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,11 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from ml import augment
-from ml.data import Dataset, load_dataset
 from ml.evaluate import compute_metrics, format_report, write_reports
 from ml.labels import CLASS_NAMES
 from ml.model import build_model, estimate_flops, preprocess_config
 from ml.registry import METADATA_FILE, MODEL_FILE, TRAINING_HISTORY_FILE
+from ml.sources import Source, SplitOptions, load_sources
 
 
 @dataclass(frozen=True)
@@ -38,37 +39,62 @@ class TrainingOptions:
     patience: int = 12
     cache_dir: Path | None = Path("artifacts/cache")
     input_size: tuple[int, int] | None = None  # (height, width); None: the architecture's
+    calibration_fraction: float = 0.1
+    sequence_randomisation: float = augment.SEQUENCE_RANDOMISATION
+
+    def split(self) -> SplitOptions:
+        return SplitOptions(self.val_fraction, self.calibration_fraction, self.split_seed)
 
 
 # The tutorial trained plainly: Adam, cross-entropy, batch 32, no class weights.
-SEED_CNN_OPTIONS = {"learning_rate": 1e-3, "label_smoothing": 0.0}
+SEED_CNN_OPTIONS = {"learning_rate": 1e-3, "label_smoothing": 0.0, "sequence_randomisation": 0.0}
 
 
-def train(data_dir: Path, out_dir: Path, options: TrainingOptions) -> Path:
-    """Train, evaluate on the held-out groups, and write `out_dir/<version>/`; return it."""
+def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOptions) -> Path:
+    """Train, evaluate on the held-out groups, and write `out_dir/<version>/`; return it.
+
+    With several folders (sources), each is split on its own and training draws
+    from every source equally often, so the larger one does not set the model's
+    idea of what a scan looks like. Early stopping watches the calibration part,
+    never the validation part that the reported figures come from.
+    """
     keras.utils.set_random_seed(options.seed)
     config = preprocess_config(options.architecture, options.input_size)
-    dataset = load_dataset(data_dir, config, options.cache_dir)
-    train_index, val_index = dataset.split(options.val_fraction, options.split_seed)
-    print(f"split: {len(train_index)} training, {len(val_index)} validation images "
-          f"(near-duplicate groups kept on one side)", flush=True)  # fmt: skip
+    folders = [Path(data_dirs)] if isinstance(data_dirs, str | Path) else list(data_dirs)
+    sources = load_sources(folders, config, options.split(), options.cache_dir)
     model = build_model(options.architecture, input_size=options.input_size)
-    compile_model(model, options, steps=_steps(len(train_index), options.batch_size))
+    train_size = sum(len(source.train) for source in sources)
+    steps = _steps(train_size, options.batch_size)
+    compile_model(model, options, steps=steps)
+    watched = _watched_part(sources)
     started = time.monotonic()
     history = model.fit(
-        training_pipeline(dataset, train_index, options),
-        validation_data=_batches(dataset.images[val_index], dataset.labels[val_index], options),
+        training_pipeline(sources, options),
+        steps_per_epoch=steps,
+        validation_data=_batches(*_stack(sources, watched)),
         epochs=options.epochs,
-        class_weight=_class_weights(dataset.labels[train_index], options),
+        class_weight=_class_weights(sources, options),
         callbacks=_callbacks(options),
         shuffle=False,  # the pipeline shuffles, with the run's seed
         verbose=0,
     )
     seconds = time.monotonic() - started
-    probabilities = model.predict(dataset.images[val_index], batch_size=128, verbose=0)
-    metrics = compute_metrics(dataset.labels[val_index], probabilities)
+    images, labels = _stack(sources, "validation")
+    probabilities = model.predict(images, batch_size=128, verbose=0)
+    metrics = compute_metrics(labels, probabilities)
     print(format_report(metrics), flush=True)
-    return save_artefact(model, out_dir, options, dataset, metrics, history.history, seconds)
+    return save_artefact(model, out_dir, options, sources, metrics, history.history, seconds)
+
+
+def _watched_part(sources: Sequence[Source]) -> str:
+    return "calibration" if all(len(s.calibration) for s in sources) else "validation"
+
+
+def _stack(sources: Sequence[Source], part: str) -> tuple[np.ndarray, np.ndarray]:
+    indices = [getattr(source, part) for source in sources]
+    images = np.concatenate([s.dataset.images[i] for s, i in zip(sources, indices, strict=True)])
+    labels = np.concatenate([s.dataset.labels[i] for s, i in zip(sources, indices, strict=True)])
+    return images, labels
 
 
 def compile_model(model: keras.Model, options: TrainingOptions, steps: int) -> None:
@@ -86,18 +112,33 @@ def compile_model(model: keras.Model, options: TrainingOptions, steps: int) -> N
     )
 
 
-def training_pipeline(dataset: Dataset, index: np.ndarray, options: TrainingOptions) -> Any:
-    """Shuffled, augmented batches; augmentation runs in tf.data, overlapped with training."""
-    augmenter = augment.for_architecture(options.architecture, options.seed)
-    images, labels = dataset.images[index], dataset.labels[index]
-    pipeline = tf.data.Dataset.from_tensor_slices((images, _one_hot(labels)))
-    pipeline = pipeline.shuffle(len(index), seed=options.seed, reshuffle_each_iteration=True)
+def training_pipeline(sources: Sequence[Source], options: TrainingOptions) -> Any:
+    """Endless shuffled, augmented batches drawing on every source equally often.
+
+    Augmentation runs in tf.data, overlapped with training.
+    """
+    augmenter = augment.for_architecture(
+        options.architecture, options.seed, options.sequence_randomisation
+    )
+    streams = []
+    for source in sources:
+        images, labels = source.dataset.images[source.train], source.dataset.labels[source.train]
+        stream = tf.data.Dataset.from_tensor_slices((images, _one_hot(labels)))
+        stream = stream.shuffle(len(labels), seed=options.seed, reshuffle_each_iteration=True)
+        streams.append(stream.repeat())
+    pipeline = (
+        streams[0]
+        if len(streams) == 1
+        else tf.data.Dataset.sample_from_datasets(
+            streams, weights=[1 / len(streams)] * len(streams), seed=options.seed
+        )
+    )
     pipeline = pipeline.batch(options.batch_size)
     pipeline = pipeline.map(lambda x, y: (augmenter(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return pipeline.prefetch(tf.data.AUTOTUNE)
 
 
-def _batches(images: np.ndarray, labels: np.ndarray, options: TrainingOptions) -> Any:
+def _batches(images: np.ndarray, labels: np.ndarray) -> Any:
     pipeline = tf.data.Dataset.from_tensor_slices((images, _one_hot(labels)))
     return pipeline.batch(128).prefetch(tf.data.AUTOTUNE)
 
@@ -110,12 +151,16 @@ def _steps(n: int, batch_size: int) -> int:
     return max(1, -(-n // batch_size))
 
 
-def _class_weights(labels: np.ndarray, options: TrainingOptions) -> dict[int, float] | None:
-    """Weight classes inversely to their frequency (no_tumor is half as common)."""
+def _class_weights(sources: Sequence[Source], options: TrainingOptions) -> dict[int, float] | None:
+    """Weight classes inversely to how often training sees them (sources drawn equally)."""
     if options.architecture == "seed_cnn":
         return None
-    counts = np.bincount(labels, minlength=len(CLASS_NAMES)).clip(min=1)
-    return {i: float(len(labels) / (len(CLASS_NAMES) * c)) for i, c in enumerate(counts)}
+    shares = [
+        np.bincount(s.dataset.labels[s.train], minlength=len(CLASS_NAMES)) / max(1, len(s.train))
+        for s in sources
+    ]
+    seen = np.mean(shares, axis=0).clip(min=1e-3)
+    return {i: float(1 / (len(CLASS_NAMES) * share)) for i, share in enumerate(seen)}
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -145,7 +190,7 @@ def save_artefact(
     model: keras.Model,
     out_dir: Path,
     options: TrainingOptions,
-    dataset: Dataset,
+    sources: Sequence[Source],
     metrics: dict[str, Any],
     history: dict[str, list[float]],
     seconds: float,
@@ -158,7 +203,7 @@ def save_artefact(
     keras.Model(model.inputs, model.output, name=model.name).save(folder / MODEL_FILE)
     epochs_run = len(history.get("loss", []))
     metadata = build_metadata(
-        model, version, options, dataset, metrics, seconds, created, epochs_run
+        model, version, options, sources, metrics, seconds, created, epochs_run
     )
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     clean_history = {key: [float(v) for v in values] for key, values in history.items()}
@@ -172,7 +217,7 @@ def build_metadata(
     model: keras.Model,
     version: str,
     options: TrainingOptions,
-    dataset: Dataset | None,
+    sources: Sequence[Source],
     metrics: dict[str, Any] | None,
     seconds: float,
     created: datetime,
@@ -187,13 +232,9 @@ def build_metadata(
         "channels": config.channels,
         "preprocessing": config.to_metadata(),
         "training_data": {
-            "fingerprint": dataset.fingerprint if dataset else None,
-            "images": len(dataset.examples) if dataset else 0,
-            "split": {
-                "method": "grouped-by-near-duplicate-dHash, stratified",
-                "val_fraction": options.val_fraction,
-                "seed": options.split_seed,
-            },
+            "images": sum(len(source.dataset.examples) for source in sources),
+            "sources": [source.to_metadata(options.split()) for source in sources],
+            "sampling": "sources drawn equally often" if len(sources) > 1 else "one source",
         },
         "training": {
             "epochs_run": epochs_run,
@@ -201,6 +242,8 @@ def build_metadata(
             "batch_size": options.batch_size,
             "learning_rate": options.learning_rate,
             "label_smoothing": options.label_smoothing,
+            "sequence_randomisation": options.sequence_randomisation,
+            "early_stopping_on": _watched_part(sources),
             "seed": options.seed,
             "seconds": round(seconds, 1),
         },

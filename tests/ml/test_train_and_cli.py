@@ -41,7 +41,7 @@ def test_train_writes_a_complete_versioned_artefact(trained: Path) -> None:
     metadata = json.loads((folder / METADATA_FILE).read_text())
     assert metadata["class_names"] == ["glioma", "meningioma", "no_tumor", "pituitary"]
     assert metadata["preprocessing"]["input_size"] == [32, 32]
-    assert len(metadata["training_data"]["fingerprint"]) == 64
+    assert len(metadata["training_data"]["sources"][0]["fingerprint"]) == 64
     assert set(metadata["validation"]) >= {"accuracy", "macro_f1", "ece", "recall"}
     assert {"tensorflow", "keras"} <= set(metadata["libraries"])
     assert len(json.loads((folder / "history.json").read_text())["loss"]) == 1
@@ -54,7 +54,7 @@ def test_evaluate_on_the_models_own_validation_split(
     folder = ModelRegistry(trained / "models").active_path()
     assert run_cli("evaluate", "--model", str(folder), "--data", str(trained / "data")) == 0
     assert "macro-F1" in capsys.readouterr().out
-    metrics = json.loads((folder / "evaluate_val_metrics.json").read_text())
+    metrics = json.loads((folder / "evaluate_val_data_metrics.json").read_text())
     stored = json.loads((folder / "validation_metrics.json").read_text())
     assert metrics["confusion_matrix"] == stored["confusion_matrix"]
 
