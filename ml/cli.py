@@ -7,9 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ml.errors import MLError
 from ml.registry import ModelRegistry, default_registry_root
+
+if TYPE_CHECKING:
+    from ml.inference import Classification
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--input-size", type=int, help="side of the square model input (default: the arch's)"
     )
+    train.add_argument(
+        "--no-guard", action="store_true", help="skip training the guard (ml calibrate does it)"
+    )
     train.add_argument("--promote", action="store_true", help="make it the active model")
     train.set_defaults(handler=run_train)
 
@@ -82,6 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-probes", action="store_true", help="skip the sequence probes (faster)"
     )
     evaluate.set_defaults(handler=run_evaluate)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit a trained model's temperature, decision thresholds and guard "
+        "on its calibration part",
+    )
+    calibrate.add_argument("--model", type=Path, required=True, help="artefact folder")
+    calibrate.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="the folders it was trained on"
+    )
+    calibrate.add_argument(
+        "--target-miss-rate",
+        type=float,
+        default=None,
+        help="share of tumours allowed to be called no_tumor without a review flag",
+    )
+    calibrate.add_argument("--no-guard", action="store_true", help="fit the decision rule only")
+    calibrate.set_defaults(handler=run_calibrate)
 
     predict = commands.add_parser("predict", help="classify images; one JSON line each")
     predict.add_argument("--model", type=Path, help="artefact folder (default: active model)")
@@ -136,7 +161,7 @@ def run_train(args: argparse.Namespace) -> None:
     options = TrainingOptions(
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, calibration_fraction=args.calibration_fraction,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, guard=not args.no_guard,
         input_size=(args.input_size, args.input_size) if args.input_size else None, **overrides,
     )  # fmt: skip
     out = args.out or default_registry_root()
@@ -164,6 +189,14 @@ def run_evaluate(args: argparse.Namespace) -> None:
     evaluate_model(_model_path(args), args.data, args.split, args.out, probes)
 
 
+def run_calibrate(args: argparse.Namespace) -> None:
+    from ml.calibration import TARGET_MISS_RATE
+    from ml.finalize import calibrate
+
+    target = TARGET_MISS_RATE if args.target_miss_rate is None else args.target_miss_rate
+    calibrate(args.model, args.data, target, with_guard=not args.no_guard)
+
+
 def run_predict(args: argparse.Namespace) -> int:
     from ml.inference import InferenceEngine
 
@@ -176,10 +209,18 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"error: {path}: {exc}", file=sys.stderr)
             status = 1
             continue
-        print(json.dumps({"path": str(path), "label": prediction.label,
-                          "probabilities": prediction.probabilities,
-                          "model_version": prediction.model_version}), flush=True)  # fmt: skip
+        print(json.dumps(_answer(path, prediction)), flush=True)
     return status
+
+
+def _answer(path: Path, prediction: Classification) -> dict[str, object]:
+    """One line of `predict`: a label with its probabilities, or the guard's refusal and why."""
+    if prediction.refusal:
+        return {"path": str(path), "outcome": "not_brain_mri", "reason": prediction.refusal,
+                "model_version": prediction.model_version}  # fmt: skip
+    return {"path": str(path), "outcome": "classified", "label": prediction.label,
+            "probabilities": prediction.probabilities, "needs_review": prediction.needs_review,
+            "model_version": prediction.model_version}  # fmt: skip
 
 
 def _registry(args: argparse.Namespace) -> ModelRegistry:

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ml.calibration import DecisionRule
-from ml.errors import ModelNotFoundError
+from ml.errors import ModelNotFoundError, NotBrainMRIError
+from ml.guard import Guard
 from ml.preprocessing import PreprocessConfig, preprocess_bytes
 from ml.registry import METADATA_FILE, MODEL_FILE
 
@@ -37,6 +38,9 @@ class Classification:
     model_version: str
     inference_ms: float
     needs_review: bool = False
+    # Set when the model's guard says the image is not a brain MRI slice: then there
+    # is no answer, and `label` must not be shown to anyone.
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,7 @@ def configure_tensorflow() -> None:
 
 
 class InferenceEngine:
-    def __init__(self, model: Any, metadata: dict[str, Any]) -> None:
+    def __init__(self, model: Any, metadata: dict[str, Any], guard: Guard | None = None) -> None:
         import tensorflow as tf
 
         from ml.model import LAST_CONV_LAYER
@@ -78,6 +82,7 @@ class InferenceEngine:
         self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
         self.config = PreprocessConfig.from_metadata(metadata["preprocessing"])
         self.decision = DecisionRule.from_metadata(metadata)
+        self.guard = guard
         signature = [tf.TensorSpec([None, *self.config.input_size, self.config.channels],
                                    tf.float32)]  # fmt: skip
         self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
@@ -101,7 +106,8 @@ class InferenceEngine:
         from ml.model import for_serving  # also registers the custom layers
 
         model = _keras().saving.load_model(folder / MODEL_FILE, compile=False)
-        engine = cls(for_serving(model), json.loads((folder / METADATA_FILE).read_text()))
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+        engine = cls(for_serving(model), metadata, Guard.load(folder, metadata))
         engine.warm_up()
         return engine
 
@@ -110,17 +116,31 @@ class InferenceEngine:
         blank = np.zeros((1, *self.config.input_size, self.config.channels), np.float32)
         self._forward(blank)
         self._gradcam(blank, np.zeros(1, np.int32))
+        if self.guard is not None:
+            self.guard.scores(blank)
 
     def predict(self, images: Sequence[bytes]) -> list[Classification]:
         """Classify encoded images (any size or mode) in batches.
 
         Decoding runs in a thread pool while the model works on the previous batch.
-        Raises `InvalidImageError` for the first image that cannot be decoded.
+        Raises `InvalidImageError` for the first image that cannot be decoded. An image
+        the guard refuses gets a `Classification` whose `refusal` says why.
         """
         started = time.perf_counter()
-        probabilities = [row for batch in self._batches(images) for row in self._run(batch)]
+        probabilities, refusals = [], []
+        for offset, batch in self._batches(images):
+            probabilities += list(self._run(batch))
+            refusals += self._refusals(images[offset : offset + len(batch)], batch)
         per_image_ms = (time.perf_counter() - started) * 1000 / max(1, len(images))
-        return [self._prediction(row, per_image_ms) for row in probabilities]
+        return [
+            self._prediction(row, per_image_ms, refusal)
+            for row, refusal in zip(probabilities, refusals, strict=True)
+        ]
+
+    def _refusals(self, images: Sequence[bytes], batch: np.ndarray) -> list[str | None]:
+        if self.guard is None:
+            return [None] * len(batch)
+        return self.guard.refusals(images, batch)
 
     def predict_arrays(self, batch: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """Return probabilities (n, classes) for preprocessed float32 (n, h, w, c) images.
@@ -136,11 +156,14 @@ class InferenceEngine:
     def explain(self, image: bytes, label: str | None = None) -> tuple[Classification, Explanation]:
         """Classify one image and return where the model looked for `label` (Grad-CAM).
 
+        Raises `NotBrainMRIError` when the model's guard refuses the image.
         By default the label explained is the one served, which for an ensemble may
         differ from what any one member would say on its own.
         """
         started = time.perf_counter()
         array = preprocess_bytes(image, self.config)[np.newaxis]
+        if refusal := self._refusals([image], array)[0]:
+            raise NotBrainMRIError(refusal)
         probabilities = self._run(array)
         target = self._class_index(label) if label else int(np.argmax(probabilities[0]))
         heatmap = self._gradcam(array, np.array([target], np.int32)).numpy()
@@ -153,16 +176,19 @@ class InferenceEngine:
             raise ValueError(f"unknown label {label!r}; the model knows {list(self.class_names)}")
         return self.class_names.index(label)
 
-    def _batches(self, images: Sequence[bytes]) -> Iterator[np.ndarray]:
+    def _batches(self, images: Sequence[bytes]) -> Iterator[tuple[int, np.ndarray]]:
+        """(offset of the batch's first image, preprocessed batch)."""
         arrays = self._pool.map(lambda data: preprocess_bytes(data, self.config), images)
         batch: list[np.ndarray] = []
+        offset = 0
         for array in arrays:
             batch.append(array)
             if len(batch) == BATCH_SIZE:
-                yield np.stack(batch)
+                yield offset, np.stack(batch)
+                offset += len(batch)
                 batch = []
         if batch:
-            yield np.stack(batch)
+            yield offset, np.stack(batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         return self.decision.calibrate(self._run_raw(batch))
@@ -170,7 +196,9 @@ class InferenceEngine:
     def _run_raw(self, batch: np.ndarray) -> np.ndarray:
         return self._forward(batch.astype(np.float32, copy=False)).numpy()
 
-    def _prediction(self, row: np.ndarray, inference_ms: float) -> Classification:
+    def _prediction(
+        self, row: np.ndarray, inference_ms: float, refusal: str | None = None
+    ) -> Classification:
         probabilities = {name: float(p) for name, p in zip(self.class_names, row, strict=True)}
         return Classification(
             label=self.class_names[int(np.argmax(row))],
@@ -178,6 +206,7 @@ class InferenceEngine:
             model_version=self.version,
             inference_ms=round(inference_ms, 2),
             needs_review=bool(self.decision.needs_review(row[np.newaxis])[0]),
+            refusal=refusal,
         )
 
 

@@ -33,7 +33,7 @@ HEAD_LEVEL = 0.1
 # On T1-CE, fluid is darkest, grey matter below white matter, fat and enhancing tumour
 # brightest. On T2, fluid is brightest, white matter darkest, grey matter between, fat
 # moderately bright. So: dark -> bright, the middle -> dark, the top -> moderately bright.
-T2_LIKE_KNOTS = ((0.0, 0.0), (0.08, 0.95), (0.3, 0.75), (0.55, 0.3), (0.75, 0.25), (1.0, 0.7))
+T2_LIKE_KNOTS = ((0.0, 0.8), (0.08, 0.95), (0.3, 0.75), (0.55, 0.3), (0.75, 0.25), (1.0, 0.7))
 
 
 def head_mask(image: np.ndarray, level: float = HEAD_LEVEL) -> np.ndarray:

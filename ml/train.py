@@ -41,6 +41,7 @@ class TrainingOptions:
     input_size: tuple[int, int] | None = None  # (height, width); None: the architecture's
     calibration_fraction: float = 0.1
     sequence_randomisation: float = augment.SEQUENCE_RANDOMISATION
+    guard: bool = True  # train the out-of-distribution guard after the model (minutes)
 
     def split(self) -> SplitOptions:
         return SplitOptions(self.val_fraction, self.calibration_fraction, self.split_seed)
@@ -83,7 +84,12 @@ def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOpti
     probabilities = model.predict(images, batch_size=128, verbose=0)
     metrics = compute_metrics(labels, probabilities)
     print(format_report(metrics), flush=True)
-    return save_artefact(model, out_dir, options, sources, metrics, history.history, seconds)
+    folder = save_artefact(model, out_dir, options, sources, metrics, history.history, seconds)
+    if watched == "calibration":
+        from ml.finalize import calibrate
+
+        calibrate(folder, folders, with_guard=options.guard)
+    return folder
 
 
 def _watched_part(sources: Sequence[Source]) -> str:

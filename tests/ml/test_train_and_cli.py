@@ -27,7 +27,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     data = write_class_folders(root / "data", per_class=8)
     assert run_cli("train", "--data", str(data), "--arch", "tiny", "--epochs", "1",
-                   "--out", str(root / "models"), "--promote") == 0  # fmt: skip
+                   "--out", str(root / "models"), "--no-guard", "--promote") == 0  # fmt: skip
     return root
 
 
@@ -74,10 +74,13 @@ def test_predict_prints_one_json_line_per_image_and_fails_on_a_non_image(
     line = json.loads(captured.out.strip())
     assert line["path"] == str(good) and set(line) == {
         "path",
+        "outcome",
         "label",
         "probabilities",
+        "needs_review",
         "model_version",
     }
+    assert line["outcome"] == "classified"
     assert line["model_version"] == ModelRegistry(trained / "models").active_version()
     assert f"error: {bad}: not an image" in captured.err
 
