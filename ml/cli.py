@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-size", type=int, help="side of the square model input (default: the arch's)"
     )
     train.add_argument(
+        "--init-from",
+        type=Path,
+        help="artefact folder to start from (fine-tune; an ensemble gives its first member)",
+    )
+    train.add_argument("--learning-rate", type=float, help="peak of the cosine schedule")
+    train.add_argument(
         "--no-guard", action="store_true", help="skip training the guard (ml calibrate does it)"
     )
     train.add_argument("--promote", action="store_true", help="make it the active model")
@@ -158,10 +164,12 @@ def run_train(args: argparse.Namespace) -> None:
     overrides: dict[str, float] = dict(SEED_CNN_OPTIONS) if args.arch == "seed_cnn" else {}
     if args.sequence_randomisation is not None:
         overrides["sequence_randomisation"] = args.sequence_randomisation
+    if args.learning_rate is not None:
+        overrides["learning_rate"] = args.learning_rate
     options = TrainingOptions(
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, calibration_fraction=args.calibration_fraction,
-        batch_size=args.batch_size, guard=not args.no_guard,
+        batch_size=args.batch_size, guard=not args.no_guard, init_from=args.init_from,
         input_size=(args.input_size, args.input_size) if args.input_size else None, **overrides,
     )  # fmt: skip
     out = args.out or default_registry_root()

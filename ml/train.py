@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from ml import augment
+from ml.ensemble import MEMBER_PREFIX
 from ml.evaluate import compute_metrics, format_report, write_reports
 from ml.labels import CLASS_NAMES
 from ml.model import build_model, estimate_flops, preprocess_config
@@ -42,6 +43,8 @@ class TrainingOptions:
     calibration_fraction: float = 0.1
     sequence_randomisation: float = augment.SEQUENCE_RANDOMISATION
     guard: bool = True  # train the out-of-distribution guard after the model (minutes)
+    # Start from a trained artefact's weights (an ensemble's first member), not at random.
+    init_from: Path | None = None
 
     def split(self) -> SplitOptions:
         return SplitOptions(self.val_fraction, self.calibration_fraction, self.split_seed)
@@ -64,6 +67,8 @@ def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOpti
     folders = [Path(data_dirs)] if isinstance(data_dirs, str | Path) else list(data_dirs)
     sources = load_sources(folders, config, options.split(), options.cache_dir)
     model = build_model(options.architecture, input_size=options.input_size)
+    if options.init_from is not None:
+        start_from(model, options.init_from)
     train_size = sum(len(source.train) for source in sources)
     steps = _steps(train_size, options.batch_size)
     compile_model(model, options, steps=steps)
@@ -90,6 +95,24 @@ def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOpti
 
         calibrate(folder, folders, with_guard=options.guard)
     return folder
+
+
+def start_from(model: keras.Model, artefact_dir: Path) -> None:
+    """Copy the weights of a trained artefact of the same architecture into `model`.
+
+    Of an ensemble, its first member's. Fine-tuning a trained network with new
+    augmentation is far cheaper than training from nothing on a 2-core CPU.
+    """
+    import ml.model  # noqa: F401  registers the custom layers
+
+    trained = keras.saving.load_model(Path(artefact_dir) / MODEL_FILE, compile=False)
+    if f"{MEMBER_PREFIX}0" in {layer.name for layer in trained.layers}:
+        trained = trained.get_layer(f"{MEMBER_PREFIX}0")
+    weights = trained.get_weights()
+    if [w.shape for w in weights] != [w.shape for w in model.get_weights()]:
+        raise ValueError(f"{artefact_dir} is not a {model.name} of the same input size")
+    model.set_weights(weights)
+    print(f"starting from the weights of {artefact_dir}", flush=True)
 
 
 def _watched_part(sources: Sequence[Source]) -> str:
@@ -251,6 +274,7 @@ def build_metadata(
             "sequence_randomisation": options.sequence_randomisation,
             "early_stopping_on": _watched_part(sources),
             "seed": options.seed,
+            "initialised_from": Path(options.init_from).name if options.init_from else None,
             "seconds": round(seconds, 1),
         },
         "validation": _headline(metrics) if metrics else None,
