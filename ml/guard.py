@@ -93,6 +93,7 @@ class Guard:
     def __init__(self, model: Any, settings: GuardSettings) -> None:
         import tensorflow as tf
 
+        self.network = model
         self.settings = settings
         spec = [tf.TensorSpec([None, settings.side, settings.side, 1], tf.float32)]
         self._score = tf.function(lambda x: model(x, training=False)[:, 0], input_signature=spec)
@@ -213,7 +214,7 @@ def train_guard(
     )
     for epoch in range(epochs):
         started = time.monotonic()
-        history = model.fit(pipeline, epochs=1, verbose=0)
+        history = model.fit(pipeline, epochs=1, shuffle=False, verbose=0)
         progress(f"guard epoch {epoch + 1}: loss {history.history['loss'][0]:.4f} "
                  f"acc {history.history['accuracy'][0]:.4f} "
                  f"{time.monotonic() - started:.1f}s")  # fmt: skip
