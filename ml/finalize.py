@@ -8,7 +8,9 @@ measured on the validation part, which nothing was chosen on:
 2. the "no tumour" threshold for a target tumour-miss rate, on the calibration
    images and their sequence probes together, and the review threshold;
 3. the guard against what is not a brain MRI slice, with its false-refusal rate
-   on the validation parts and its catch rate on outliers it was not trained on.
+   on the validation parts and its catch rate on outliers it was not trained on;
+4. then `evaluate` on every folder, sequence probes included, into the metadata
+   (`evaluation`), where the model card and its tests read the figures.
 """
 
 from __future__ import annotations
@@ -74,6 +76,11 @@ def calibrate(
     report = {"decision": figures, "validation_calibrated": metrics}
     if with_guard:
         report["guard"] = fit_guard(engine, model_dir, parts)
+    from ml.evaluation_run import evaluate_model, summarise
+
+    evaluation = summarise(evaluate_model(model_dir, folders, "val", model_dir))
+    _update_metadata(model_dir, {"evaluation": evaluation})
+    report["evaluation"] = evaluation
     return report
 
 

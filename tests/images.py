@@ -7,7 +7,7 @@ import struct
 import zlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 
 def brain_like(size: int = 96, seed: int = 0) -> Image.Image:
@@ -19,6 +19,38 @@ def brain_like(size: int = 96, seed: int = 0) -> Image.Image:
     blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.005) * 120
     noise = rng.normal(0, 8, size=(size, size))
     return Image.fromarray(np.clip(head + blob + noise, 0, 255).astype(np.uint8), mode="L")
+
+
+def mri_like(size: int = 256, seed: int = 0, lesion: bool = True) -> Image.Image:
+    """A synthetic axial T1-weighted slice: bright scalp, dark skull, folded cortex, ventricles.
+
+    Drawn from shapes and noise, never from a scan; close enough to a brain MRI
+    slice for the model's guard to accept it (a plain ellipse is refused).
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size - 0.5
+    angle = np.arctan2(y, x)
+    wobble = 1 + 0.015 * np.sin(angle * rng.integers(3, 6) + rng.uniform(0, 6))
+    radius = np.hypot(x / 0.36, y / 0.44) / wobble
+    image = np.zeros((size, size), np.float32)
+    image[radius < 1.0] = 200  # scalp fat
+    image[radius < 0.94] = 25  # skull
+    image[radius < 0.88] = 35  # fluid around the brain
+    folds = 0.82 + 0.04 * np.sin(angle * 22 + rng.uniform(0, 6))
+    brain = radius < folds
+    image[brain] = 95  # grey matter
+    image[brain & (radius < folds - 0.1)] = 150  # white matter
+    for sign in (-1, 1):  # the lateral ventricles
+        horn = ((x - sign * 0.05) / 0.035) ** 2 + (y / 0.14) ** 2 < 1
+        image[horn] = 30
+    if lesion:
+        cx, cy = rng.uniform(-0.18, 0.18), rng.uniform(-0.2, 0.2)
+        ring = np.hypot(x - cx, y - cy)
+        image[ring < 0.07] = 240  # enhancing rim
+        image[ring < 0.045] = 60  # necrotic core
+    image += rng.normal(0, 6, image.shape)
+    blurred = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), mode="L")
+    return blurred.filter(ImageFilter.GaussianBlur(1.2))
 
 
 def encode(image: Image.Image, image_format: str = "PNG") -> bytes:

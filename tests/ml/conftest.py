@@ -7,13 +7,15 @@ import pytest
 from tests.images import brain_like, encode
 
 
-def write_class_folders(root: Path, per_class: int = 6, size: int = 80) -> Path:
+def write_class_folders(
+    root: Path, per_class: int = 6, size: int = 80, seed_offset: int = 0
+) -> Path:
     """A tiny data set in the training folder's layout: synthetic slices, never real scans."""
     folders = ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor")
     for class_index, folder in enumerate(folders):
         (root / folder).mkdir(parents=True)
         for i in range(per_class):
-            image = brain_like(size, seed=class_index * 1000 + i)
+            image = brain_like(size, seed=seed_offset + class_index * 1000 + i)
             suffix = "png" if i % 2 else "jpg"
             image_format = "PNG" if suffix == "png" else "JPEG"
             (root / folder / f"{i}.{suffix}").write_bytes(encode(image, image_format))
