@@ -10,7 +10,7 @@ import requests
 
 from tests.images import jpeg_bytes
 from tests.integration.conftest import wait_for
-from webapp.runstack import RunningStack
+from tests.stack import RunningStack
 from workers.config import broker_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
