@@ -23,7 +23,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.images import jpeg_bytes
-from webapp.runstack import RunningStack
+from tests.stack import RunningStack
 
 
 def main() -> None:

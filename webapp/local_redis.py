@@ -42,16 +42,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_redis(port: int, log_file: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start Redis on 127.0.0.1:`port` and wait until it accepts connections."""
+def start_redis(
+    port: int, log_file: Path | None = None, *, own_session: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start Redis on 127.0.0.1:`port` and wait until it accepts connections.
+
+    `own_session` puts it in a process group of its own, out of reach of a terminal's Ctrl-C.
+    """
     command = [redis_executable(), "--port", str(port), "--bind", "127.0.0.1"]
     command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, stdout=output, stderr=subprocess.STDOUT, start_new_session=own_session
+    )
     deadline = time.monotonic() + 10
     while not port_is_open(port):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
+            process.wait()
             raise RedisUnavailable(f"{command[0]} did not start on port {port}")
         time.sleep(0.05)
     return process

@@ -2,41 +2,156 @@
 
 Web server, a Celery worker, Flower and the job sweeper, on embedded defaults:
 SQLite under var/, the shipped model, and a private Redis when `REDIS_URL` is not
-set and nothing listens on 6379. Ctrl-C stops everything it started.
+set and nothing listens on 6379.
+
+Each service runs in a process group of its own, so a terminal's Ctrl-C reaches only
+this launcher, never gunicorn's workers directly: a gthread worker that gets a second
+signal while it shuts its thread pool down deadlocks (CPython issue #121649). On Ctrl-C
+or SIGTERM the launcher sends one SIGTERM to each service's main process, waits
+`RUNSTACK_GRACE_S` (15 s), then SIGKILLs whatever is left in the service's group. A
+service that exits on its own is restarted with back-off; one that keeps exiting soon
+after it starts stops the whole stack.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
-from webapp.local_redis import port_is_open, start_redis
+from webapp.local_redis import RedisUnavailable, port_is_open, start_redis
 from workers.config import cpu_queue, inference_queue
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("VAR_DIR") or ROOT / "var")
 WEB_PORT = int(os.environ.get("WEB_PORT", "8000"))
 FLOWER_PORT = int(os.environ.get("FLOWER_PORT", "5555"))
+GRACE_S = float(os.environ.get("RUNSTACK_GRACE_S", "15"))
+FIRST_DELAY_S, MAX_DELAY_S = 1.0, 30.0
+# A run shorter than this is a crash on start-up; this many in a row and we give up.
+STABLE_S, MAX_QUICK_EXITS = 60.0, 5
 
 
 def main() -> int:
+    signals = Signals()
     VAR.mkdir(exist_ok=True)
     env = stack_environment()
-    children: list[subprocess.Popen[bytes]] = []
+    services: list[Service] = []
     try:
-        if redis := redis_for(env):
-            children.append(redis)
-        prepare_database(env)
-        children += start_services(env)
-        print_banner(env)
-        return supervise(children)
+        return run(env, services, signals)
+    except subprocess.CalledProcessError:
+        if signals.received is None:
+            raise
+        return 0  # Ctrl-C stopped a preparation step, which is in our process group.
     finally:
-        stop(children)
+        stop(services, signals)
+
+
+def run(env: dict[str, str], services: list[Service], signals: Signals) -> int:
+    if redis := redis_service(env):
+        redis.start()
+        services.append(redis)
+    prepare_database(env)
+    for service in app_services(env):
+        if signals.received is not None:
+            return 0
+        service.start()
+        services.append(service)
+    print_banner(env)
+    return supervise(services, signals)
+
+
+class Signals:
+    """Treat SIGINT and SIGTERM alike; count them rather than raise, so no stop is cut short."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.count = 0
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = self.received or signum
+        self.count += 1
+
+
+@dataclass
+class Service:
+    """One service: its command, its current process, and its record of restarts."""
+
+    name: str
+    launch: Callable[[], subprocess.Popen[bytes]]
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restart_at: float | None = None
+    delay_s: float = FIRST_DELAY_S
+    quick_exits: int = 0
+
+    def start(self) -> None:
+        self.process = self.launch()
+        self.started_at, self.restart_at = time.monotonic(), None
+        say(f"started {self.name} (pid {self.process.pid})")
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    def has_exited(self) -> bool:
+        """Whether the main process has exited; leaves it unreaped, so its group id stays ours."""
+        assert self.process is not None
+        if self.process.returncode is not None:
+            return True
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, self.process.pid, flags) is not None
+
+    def terminate(self) -> None:
+        """One SIGTERM to the main process only; it stops its own children (gunicorn's workers)."""
+        assert self.process is not None
+        # os.kill, not Popen.send_signal: that reaps an exited process, freeing its group id.
+        os.kill(self.process.pid, signal.SIGTERM)
+
+    def kill_group(self) -> int:
+        """SIGKILL whatever is left in the service's process group, reap it, return its code."""
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        code = self.process.wait()
+        if not wait_group_gone(self.process.pid, timeout_s=10):
+            say(f"{self.name}: processes of group {self.process.pid} outlived SIGKILL")
+        return code
+
+    def schedule_restart(self, code: int, now: float) -> bool:
+        """Plan the next start after an exit; False when it keeps exiting right after starting."""
+        if now - self.started_at >= STABLE_S:
+            self.quick_exits, self.delay_s = 0, FIRST_DELAY_S
+        self.quick_exits += 1
+        if self.quick_exits >= MAX_QUICK_EXITS:
+            say(f"{self.name} exited with code {code}, {self.quick_exits} times in a row within "
+                f"{STABLE_S:g} s of starting; giving up and stopping the stack")  # fmt: skip
+            return False
+        say(f"{self.name} exited with code {code}; restarting in {self.delay_s:g} s")
+        self.restart_at = now + self.delay_s
+        self.delay_s = min(self.delay_s * 2, MAX_DELAY_S)
+        return True
+
+
+def wait_group_gone(pgid: int, timeout_s: float) -> bool:
+    """Wait until no process is left in group `pgid`, so its ports are free for a restart."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def stack_environment() -> dict[str, str]:
@@ -60,7 +175,7 @@ def local_secret(name: str) -> str:
     return path.read_text().strip()
 
 
-def redis_for(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+def redis_service(env: dict[str, str]) -> Service | None:
     if env.get("REDIS_URL") or env.get("CELERY_BROKER_URL"):
         say(f"broker: {env.get('CELERY_BROKER_URL') or env['REDIS_URL']} (configured)")
         return None
@@ -69,7 +184,7 @@ def redis_for(env: dict[str, str]) -> subprocess.Popen[bytes] | None:
         say("broker: the Redis already running on 127.0.0.1:6379")
         return None
     say("broker: starting a private Redis on 127.0.0.1:6379 (nothing kept on disk)")
-    return start_redis(6379, VAR / "redis.log")
+    return Service("redis", lambda: start_redis(6379, VAR / "redis.log", own_session=True))
 
 
 def prepare_database(env: dict[str, str]) -> None:
@@ -83,7 +198,7 @@ def prepare_database(env: dict[str, str]) -> None:
     env["DEMO_LOGIN"] = demo.stdout.strip()
 
 
-def start_services(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+def app_services(env: dict[str, str]) -> list[Service]:
     python = sys.executable
     concurrency = env.get("WORKER_CONCURRENCY", "1")
     commands = {
@@ -96,7 +211,12 @@ def start_services(env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
         "sweeper": [python, "manage.py", "sweep_jobs", "--loop", "--interval", "30"],
     }  # fmt: skip
-    return [subprocess.Popen(command, env=env, cwd=ROOT) for command in commands.values()]
+    return [Service(name, launcher(command, env)) for name, command in commands.items()]
+
+
+def launcher(command: list[str], env: dict[str, str]) -> Callable[[], subprocess.Popen[bytes]]:
+    # A session of its own: a terminal's Ctrl-C to our group must not reach the service.
+    return lambda: subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
 
 
 def flower_command(port: int, db: Path) -> list[str]:
@@ -122,28 +242,53 @@ def print_banner(env: dict[str, str]) -> None:
     )
 
 
-def supervise(children: list[subprocess.Popen[bytes]]) -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        return 0
-    dead = next(child for child in children if child.poll() is not None)
-    say(f"{dead.args[:4]} exited with {dead.returncode}; stopping the stack")
-    return 1
+def supervise(services: list[Service], signals: Signals) -> int:
+    """Restart services that exit until a signal arrives; 1 if one keeps failing."""
+    while signals.received is None:
+        if not all(check(service) for service in services):
+            return 1
+        time.sleep(0.2)
+    return 0
 
 
-def stop(children: list[subprocess.Popen[bytes]]) -> None:
-    for child in reversed(children):
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for child in reversed(children):
+def check(service: Service) -> bool:
+    """Reap an exited service and plan its restart, or start it when due; False: give up."""
+    now = time.monotonic()
+    if service.restart_at is None:
+        return not service.has_exited() or service.schedule_restart(service.kill_group(), now)
+    if now >= service.restart_at:
         try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
+            service.start()
+        except RedisUnavailable as exc:  # a failed start counts as a quick exit
+            say(str(exc))
+            service.started_at = now
+            return service.schedule_restart(-1, now)
+    return True
+
+
+def stop(services: list[Service], signals: Signals) -> None:
+    """Stop the app services, then Redis last, so the worker can still hand back its tasks."""
+    running = [service for service in reversed(services) if service.running()]
+    stop_together([s for s in running if s.name != "redis"], signals)
+    stop_together([s for s in running if s.name == "redis"], signals)
+    if running:
+        say("stopped")
+
+
+def stop_together(services: list[Service], signals: Signals) -> None:
+    """SIGTERM each, wait up to GRACE_S (cut short by another Ctrl-C), then SIGKILL the rest."""
+    signals_before = signals.count
+    for service in services:
+        service.terminate()
+    deadline = time.monotonic() + GRACE_S
+    while not all(service.has_exited() for service in services):
+        if time.monotonic() > deadline or signals.count > signals_before:
+            break
+        time.sleep(0.1)
+    for service in services:
+        if not service.has_exited():
+            say(f"{service.name} is still running; killing its process group")
+        service.kill_group()
 
 
 def say(message: str) -> None:
@@ -152,44 +297,3 @@ def say(message: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-class RunningStack:
-    """`python -m webapp.runstack` in a subprocess, for benchmarks and tests of `make run`."""
-
-    def __init__(self, var_dir: Path, extra_env: dict[str, str] | None = None) -> None:
-        from webapp.local_redis import free_port
-
-        self.web_port, self.flower_port = free_port(), free_port()
-        env = {**os.environ, "VAR_DIR": str(var_dir), "WEB_PORT": str(self.web_port),
-               "FLOWER_PORT": str(self.flower_port), **(extra_env or {})}  # fmt: skip
-        self.log_path = var_dir / "runstack.log"
-        var_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "webapp.runstack"], cwd=ROOT, env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        self.site_url = f"http://127.0.0.1:{self.web_port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout_s: float = 180) -> None:
-        """Wait for the banner and for the web server and a worker to be up."""
-        deadline = time.monotonic() + timeout_s
-        while not (port_is_open(self.web_port) and "ready." in self.log()):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the stack did not start:\n{self.log()[-4000:]}")
-            time.sleep(0.3)
-
-    def banner_value(self, key: str) -> str:
-        for line in self.log().splitlines():
-            if line.strip().startswith(f"{key}:"):
-                return line.split(":", 1)[1].strip()
-        raise KeyError(key)
-
-    def interrupt(self, timeout_s: float = 60) -> int:
-        """Press Ctrl-C (SIGINT to the whole process group, as a terminal does)."""
-        os.killpg(self.process.pid, signal.SIGINT)
-        return self.process.wait(timeout=timeout_s)
