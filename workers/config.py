@@ -69,9 +69,14 @@ def default_device(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def queue_for_device(device: str, environ: Mapping[str, str] = os.environ) -> str:
+    return pick_queue(device, inference_queue(environ), cpu_queue(environ))
+
+
+def pick_queue(device: str, gpu_queue: str, cpu_queue: str) -> str:
+    """Return the queue jobs for `device` go to: the one rule the site and workers share."""
     if device not in DEVICES:
         raise ConfigError(f"device must be gpu or cpu, got {device!r}")
-    return cpu_queue(environ) if device == "cpu" else inference_queue(environ)
+    return cpu_queue if device == "cpu" else gpu_queue
 
 
 def _broker_ssl(environ: Mapping[str, str], url: str) -> dict[str, Any] | None:

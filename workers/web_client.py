@@ -12,15 +12,18 @@ from typing import Any
 
 import requests
 
-from workers.contracts import PredictionResult
+from workers.contracts import FailureReport, PredictionResult
 
 DEFAULT_TIMEOUT_S = 30.0
 
 
 class SiteError(Exception):
-    def __init__(self, message: str, permanent: bool) -> None:
+    """The site did not take a request; `status_code` is None when it never answered."""
+
+    def __init__(self, message: str, permanent: bool, status_code: int | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -55,16 +58,16 @@ class SiteClient:
         response = self._request("POST", f"{result.job_id}/result/", json=result.to_json())
         return bool(response.json()["recorded"])
 
-    def post_failure(self, job_id: str, reason: str, worker: str) -> bool:
-        body = {"reason": reason, "worker": worker}
-        return bool(self._request("POST", f"{job_id}/failure/", json=body).json()["recorded"])
+    def post_failure(self, report: FailureReport) -> bool:
+        response = self._request("POST", f"{report.job_id}/failure/", json=report.to_json())
+        return bool(response.json()["recorded"])
 
     def check(self) -> None:
         """Prove the site answers and accepts our secret (a 404 for a made-up job does both)."""
         try:
             self._request("GET", "00000000-0000-0000-0000-000000000000/image/")
         except SiteError as exc:
-            if "404" not in str(exc):
+            if exc.status_code != 404:
                 raise
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -76,7 +79,8 @@ class SiteClient:
         if response.status_code >= 400:
             permanent = response.status_code < 500 and response.status_code != 429
             detail = response.text[:300]
-            raise SiteError(f"{method} {url}: HTTP {response.status_code} {detail}", permanent)
+            message = f"{method} {url}: HTTP {response.status_code} {detail}"
+            raise SiteError(message, permanent, status_code=response.status_code)
         return response
 
 

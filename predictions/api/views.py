@@ -67,13 +67,9 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
     def create(self, request: Request) -> Response:
         submission = ScanSubmissionSerializer(data=request.data, context={"request": request})
         submission.is_valid(raise_exception=True)
-        upload = submission.validated_data["image"]
+        data = submission.validated_data
         job = jobs.submit_scan(
-            submission.validated_data["patient"],
-            upload,
-            ScanSubmissionSerializer.facts_of(upload),
-            request.user,
-            device=submission.validated_data.get("device"),
+            data["patient"], data["image"], data["facts"], request.user, data.get("device")
         )
         body = {"job": JobSummarySerializer(job, context={"request": request}).data}
         return Response(

@@ -3,6 +3,7 @@ organisation, so another clinic's patient, scan or job is a 404 that reveals not
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import uuid
 from datetime import datetime
@@ -20,10 +21,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from predictions import jobs, reviews
-from predictions.models import LABELS, Job, Organisation, Patient, Scan, organisation_of
-from predictions.portal import broker
+from predictions import broker, jobs, reviews
+from predictions.models import LABELS, Job, Organisation, Patient, Prediction, Scan, organisation_of
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
+from workers.contracts import FailureCode
+
+log = logging.getLogger(__name__)
 
 PATIENTS_PER_PAGE = 25
 STATUS_WORDS = {
@@ -32,6 +35,9 @@ STATUS_WORDS = {
     Job.Status.SUCCEEDED: "done",
     Job.Status.FAILED: "failed",
 }
+# Failures that are the model's answer about the image, shown as an outcome, not an error.
+OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
+DASHBOARD_TIMEOUT_S = 1.0
 
 
 def _organisation(request: HttpRequest) -> Organisation:
@@ -68,15 +74,14 @@ def job_state(job: Job) -> dict[str, Any]:
         "elapsed_s": round(max(0.0, (end - job.created).total_seconds()), 1),
         "label": prediction.label if prediction else None,
         "confidence": round(prediction.confidence, 3) if prediction else None,
-        "needs_review": bool(prediction and _needs_review(prediction.confidence)),
+        "needs_review": bool(prediction and prediction.needs_review),
+        "failure_code": job.failure_code,
+        "outcome": OUTCOME_WORDS.get(FailureCode(job.failure_code)) if job.failure_code else None,
+        "can_retry": job.can_retry,
         "error": job.error,
         "url": reverse("portal:job", args=[job.public_id]),
         "scan_image_url": reverse("portal:scan-image", args=[job.scan.public_id]),
     }
-
-
-def _needs_review(confidence: float) -> bool:
-    return confidence < settings.LOW_CONFIDENCE_THRESHOLD
 
 
 @login_required
@@ -87,16 +92,37 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     counts = dict.fromkeys(Job.Status.values, 0)
     for row in visible.filter(created__gte=today).values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
+    queue = broker.queue_for()
     context = {
         "counts": [(STATUS_WORDS[Job.Status(status)], n) for status, n in counts.items()],
-        "queue": settings.INFERENCE_QUEUE,
-        "queue_length": broker.queue_length(settings.INFERENCE_QUEUE),
-        "workers": broker.workers_online(),
-        "failures": visible.filter(status=Job.Status.FAILED)[:10],
+        "queue": queue,
+        "queue_length": _queue_length(queue),
+        "workers": _workers_online(),
+        "failures": visible.filter(status=Job.Status.FAILED)
+        .exclude(failure_code__in=list(OUTCOME_WORDS))
+        .select_related("scan__patient")[:10],
         "to_review": visible.filter(status=Job.Status.SUCCEEDED, review__isnull=True).count(),
         "flower_url": settings.FLOWER_URL,
     }
     return render(request, "predictions/dashboard.html", context)
+
+
+def _queue_length(queue: str) -> int | None:
+    """Return the messages waiting in `queue`, or None when the broker cannot be asked."""
+    try:
+        return broker.queue_depths([queue], timeout_s=DASHBOARD_TIMEOUT_S)[queue]
+    except broker.BrokerUnavailable:
+        log.warning("queue length unavailable", exc_info=True)
+        return None
+
+
+def _workers_online() -> list[str] | None:
+    """Return the names of workers answering, or None when the broker cannot be asked."""
+    try:
+        return sorted(broker.worker_queues(timeout_s=DASHBOARD_TIMEOUT_S))
+    except broker.BrokerUnavailable:
+        log.warning("workers unavailable", exc_info=True)
+        return None
 
 
 @login_required
@@ -150,8 +176,8 @@ def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     form = ScanUploadForm(files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
-    upload = form.cleaned_data["image"]
-    job = jobs.submit_scan(patient, upload, upload.facts, request.user)
+    data = form.cleaned_data
+    job = jobs.submit_scan(patient, data["image"], data["facts"], request.user)
     return JsonResponse({"job": job_state(job)}, status=202)
 
 
@@ -186,12 +212,11 @@ def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "review": review,
         "form": ReviewForm(initial={**initial, "comment": review.comment if review else ""}),
         "timings": _timings(job),
-        "threshold": settings.LOW_CONFIDENCE_THRESHOLD,
     }
     return render(request, "predictions/job_detail.html", context)
 
 
-def _bars(prediction: Any) -> list[dict[str, Any]]:
+def _bars(prediction: Prediction | None) -> list[dict[str, Any]]:
     if prediction is None:
         return []
     return [
@@ -241,8 +266,8 @@ def job_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     job = _job(request, public_id)
     try:
         new_job = jobs.retry(job)
-    except ValueError:
-        messages.error(request, "Only a failed job can be retried.")
+    except ValueError as exc:
+        messages.error(request, f"This job cannot be retried: {exc}.")
         return redirect("portal:job", public_id=job.public_id)
     messages.success(request, "The scan was queued again.")
     return redirect("portal:job", public_id=new_job.public_id)

@@ -19,7 +19,8 @@ def test_a_queued_job_has_no_result_yet(api: Any, job: Job) -> None:
     body = api.get(f"{URL}{job.public_id}/").json()
     assert body["status"] == "queued"
     assert body["result"] is None
-    assert {"id", "status", "created", "started", "finished", "error", "result"} <= set(body)
+    fields = {"id", "status", "created", "started", "finished", "failure_code", "error", "result"}
+    assert fields <= set(body)
 
 
 def test_a_succeeded_job_shows_its_result(api: Any, patient: Any) -> None:
@@ -70,6 +71,36 @@ def test_a_failed_job_can_be_retried_as_a_new_job(
 
 def test_an_unfinished_job_cannot_be_retried(api: Any, job: Job) -> None:
     assert api.post(f"{URL}{job.public_id}/retry/").status_code == 400
+
+
+def test_not_a_brain_mri_shows_its_code_and_reason_and_cannot_be_retried(
+    api: Any, patient: Any
+) -> None:
+    job = JobFactory(
+        scan=ScanFactory(patient=patient),
+        status=Job.Status.FAILED,
+        failure_code="not_brain_mri",
+        error="The image looks like a CT slice.",
+    )
+    body = api.get(f"{URL}{job.public_id}/").json()
+    assert (body["status"], body["failure_code"]) == ("failed", "not_brain_mri")
+    assert body["error"] == "The image looks like a CT slice." and body["result"] is None
+    response = api.post(f"{URL}{job.public_id}/retry/")
+    assert response.status_code == 400
+    assert "not_brain_mri" in response.json()[0]
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.parametrize("needs_review", [True, False])
+def test_needs_review_is_the_stored_decision(
+    api: Any, patient: Any, settings: Any, needs_review: bool
+) -> None:
+    settings.LOW_CONFIDENCE_THRESHOLD = 0.99  # the old rule would flag every result
+    prediction = PredictionFactory(
+        job__scan=ScanFactory(patient=patient), needs_review=needs_review
+    )
+    body = api.get(f"{URL}{prediction.job.public_id}/").json()
+    assert body["result"]["needs_review"] is needs_review
 
 
 def test_heatmap_is_served_to_its_organisation_only(

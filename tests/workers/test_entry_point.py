@@ -6,29 +6,19 @@ its exit status and its one-line message, as an operator (or an orchestrator) wo
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.entry_point import run_entry_point
 from webapp.local_redis import free_port, port_is_open, redis_executable
 from workers.__main__ import options_from, prepare_environment
 from workers.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_entry_point(timeout_s: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "REDIS_"))}
-    base |= {"PYTHONPATH": str(ROOT), "SITE_URL": "", "WORKER_SECRET": "", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "workers", "--check"],
-        env=base, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
