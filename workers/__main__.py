@@ -135,7 +135,7 @@ def report(passed: Passed) -> None:
     say(f"ok {passed.check}: {passed.detail} ({passed.seconds:.1f} s)")
     if passed.check == "model":
         # Shown by the worker_info control command (workers.control).
-        os.environ["WORKER_MODEL_VERSION"] = passed.detail.split()[1]
+        os.environ["WORKER_MODEL_VERSION"] = passed.version
 
 
 def say(message: str) -> None:

@@ -6,6 +6,7 @@ its exit status and its one-line message, as an operator (or an orchestrator) wo
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -124,3 +125,15 @@ def test_a_missing_site_url_is_named(password_redis: str) -> None:
     done = run_entry_point(CELERY_BROKER_URL=f"redis://:right-password@{password_redis}/0")
     assert done.returncode == 1
     assert "FAILED site: SITE_URL must be an http(s) URL" in done.stderr
+
+
+def test_the_model_version_comes_from_the_checks_version_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workers.__main__ import report
+    from workers.preflight import Passed
+
+    monkeypatch.delenv("WORKER_MODEL_VERSION", raising=False)
+    report(Passed("model", "the model loads (a sentence worded any way)", 1.5, "ens-2026"))
+    assert os.environ["WORKER_MODEL_VERSION"] == "ens-2026"
+    assert "ok model" in capsys.readouterr().err
