@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from workers.config import ConfigError, broker_url, celery_settings, masked_url
+from workers.env import env_str
 from workers.web_client import SiteClient, SiteError
 
 BROKER_TIMEOUT_S = 5.0
@@ -92,10 +93,10 @@ def _tls_hint(exc: Exception, tls: bool) -> str:
 
 def check_site(environ: Mapping[str, str], timeout_s: float = SITE_TIMEOUT_S) -> Answer:
     """Prove the site answers, accepts WORKER_SECRET and refuses a wrong one."""
-    site_url = environ.get("SITE_URL", "")
+    site_url = env_str("SITE_URL", "", environ)
     try:
-        client = SiteClient(site_url, _secret(environ), timeout_s=timeout_s)
-    except (ValueError, OSError) as exc:
+        client = SiteClient.from_environment(environ, timeout_s)
+    except ValueError as exc:  # ConfigError is one too
         raise PreflightError("site", str(exc)) from exc
     try:
         client.check()
@@ -112,12 +113,6 @@ def check_site(environ: Mapping[str, str], timeout_s: float = SITE_TIMEOUT_S) ->
     raise PreflightError(
         "site", f"{site_url} accepts any secret: SITE_URL does not point at the MRI site"
     )
-
-
-def _secret(environ: Mapping[str, str]) -> str:
-    if file_name := environ.get("WORKER_SECRET_FILE"):
-        return Path(file_name).read_text().strip()
-    return environ.get("WORKER_SECRET", "")
 
 
 def check_model(environ: Mapping[str, str], timeout_s: float = MODEL_TIMEOUT_S) -> Answer:

@@ -7,12 +7,14 @@ succeed later and is retried; a 4xx will not and is not.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 
 from workers.contracts import FailureReport, PredictionResult
+from workers.env import env_secret, env_str
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -44,8 +46,13 @@ class SiteClient:
         self.session.headers["Authorization"] = f"Worker {secret}"
 
     @classmethod
-    def from_environment(cls) -> SiteClient:
-        return cls(os.environ.get("SITE_URL", ""), _secret_from_environment())
+    def from_environment(
+        cls, environ: Mapping[str, str] = os.environ, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> SiteClient:
+        """Raise ConfigError (WORKER_SECRET_FILE unreadable) or ValueError (missing values)."""
+        site_url = env_str("SITE_URL", "", environ)
+        secret = env_secret("WORKER_SECRET", required=False, environ=environ)
+        return cls(site_url, secret, timeout_s=timeout_s)
 
     def start(self, job_id: str, worker: str) -> StartAnswer:
         body = self._request("POST", f"{job_id}/start/", json={"worker": worker}).json()
@@ -82,10 +89,3 @@ class SiteClient:
             message = f"{method} {url}: HTTP {response.status_code} {detail}"
             raise SiteError(message, permanent, status_code=response.status_code)
         return response
-
-
-def _secret_from_environment() -> str:
-    if file_name := os.environ.get("WORKER_SECRET_FILE"):
-        with open(file_name) as handle:
-            return handle.read().strip()
-    return os.environ.get("WORKER_SECRET", "")

@@ -69,9 +69,9 @@ def test_a_cpu_worker_hides_the_gpus() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"WORKER_ROLE": "tpu"}, "WORKER_ROLE must be gpu or cpu"),
+        ({"WORKER_ROLE": "tpu"}, "WORKER_ROLE must be one of gpu, cpu"),
         ({"WORKER_ROLE": "gpu", "WORKER_CONCURRENCY": "4"}, "one process per GPU"),
-        ({"WORKER_CONCURRENCY": "zero"}, "WORKER_CONCURRENCY must be a whole number"),
+        ({"WORKER_CONCURRENCY": "zero"}, "WORKER_CONCURRENCY must be an integer"),
         ({"WORKER_POOL": "eventlet"}, "WORKER_POOL must be one of"),
         ({"WORKER_HOST_LABEL": "my host@cloud"}, "WORKER_HOST_LABEL may hold"),
     ],
