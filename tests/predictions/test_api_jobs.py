@@ -120,3 +120,22 @@ def test_the_openapi_schema_describes_the_api_but_not_the_worker_endpoints(clien
     assert "/api/v1/scans/" in schema["paths"]
     assert not any("internal" in path for path in schema["paths"])
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_the_schema_documents_the_list_filters(client: Any) -> None:
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    jobs = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
+    assert jobs["status"]["enum"] == ["failed", "queued", "running", "succeeded"]
+    assert jobs["patient"]["format"] == "uuid"
+    assert "not_brain_mri" in jobs["failure_code"]["enum"]
+    patients = schema["paths"]["/api/v1/patients/"]["get"]["parameters"]
+    assert "external_id" in {p["name"] for p in patients}
+
+
+def test_lists_filter_by_failure_code(api: Any, patient: Any) -> None:
+    refused = JobFactory(
+        scan=ScanFactory(patient=patient), status=Job.Status.FAILED, failure_code="not_brain_mri"
+    )
+    JobFactory(scan=ScanFactory(patient=patient), status=Job.Status.FAILED, failure_code="timeout")
+    rows = api.get(f"{URL}?failure_code=not_brain_mri").json()["results"]
+    assert [row["id"] for row in rows] == [str(refused.public_id)]
