@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import IO
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import ContentFile, File
 from django.db import transaction
 from django.db.models import F
@@ -31,7 +31,7 @@ def submit_scan(
     patient: Patient,
     upload: IO[bytes],
     facts: ImageFacts,
-    user: AbstractBaseUser,
+    user: User | AnonymousUser,
     device: str | None = None,
 ) -> Job:
     """Store a checked upload as a scan and queue a job for it on `device` (gpu or cpu)."""
@@ -43,7 +43,7 @@ def submit_scan(
             size_bytes=facts.size_bytes,
             width=facts.width,
             height=facts.height,
-            uploaded_by=user,
+            uploaded_by=user if isinstance(user, User) else None,
         )
         scan.image.save("upload", File(upload), save=False)
         scan.save()

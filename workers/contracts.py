@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 CONTRACT_VERSION = 2
-# Version 1 had no `needs_review` on results and no `code` on failures. Messages of
+# Version 1 had no `needs_review` on results and no `failure_code` on failures. Messages of
 # version 1 still in flight during an upgrade are accepted on both sides; what the
 # site assumes for their missing fields is in docs/operations.md.
 ACCEPTED_VERSIONS: tuple[int, ...] = (1, 2)
@@ -99,14 +99,14 @@ class FailureReport:
     """What a worker reports for a job that ended without a result."""
 
     job_id: str
-    code: FailureCode
+    failure_code: FailureCode
     reason: str
     worker: str = ""
     version: int = CONTRACT_VERSION
 
     def to_json(self) -> dict[str, JsonValue]:
         return {
-            "code": self.code.value,
+            "failure_code": self.failure_code.value,
             "reason": self.reason,
             "worker": self.worker,
             "version": self.version,

@@ -65,7 +65,9 @@ def preload_model(**kwargs: object) -> None:
     retry_backoff_max=BACKOFF_CAP_S,
     retry_jitter=False,
 )
-def predict_scan(self: Task, job_id: str, contract_version: int = CONTRACT_VERSION) -> str:
+def predict_scan(
+    self: Task[[str, int], str], job_id: str, contract_version: int = CONTRACT_VERSION
+) -> str:
     worker = self.request.hostname or socket.gethostname()
     try:
         return run_job(site_client(), job_id, contract_version, worker)

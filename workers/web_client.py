@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
-from workers.contracts import FailureReport, PredictionResult
+from workers.contracts import FailureReport, JsonValue, PredictionResult
 from workers.env import env_secret, env_str
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -55,18 +54,18 @@ class SiteClient:
         return cls(site_url, secret, timeout_s=timeout_s)
 
     def start(self, job_id: str, worker: str) -> StartAnswer:
-        body = self._request("POST", f"{job_id}/start/", json={"worker": worker}).json()
+        body = self._request("POST", f"{job_id}/start/", {"worker": worker}).json()
         return StartAnswer(proceed=bool(body["proceed"]), attempt=int(body.get("attempt", 0)))
 
     def fetch_image(self, job_id: str) -> bytes:
         return self._request("GET", f"{job_id}/image/").content
 
     def post_result(self, result: PredictionResult) -> bool:
-        response = self._request("POST", f"{result.job_id}/result/", json=result.to_json())
+        response = self._request("POST", f"{result.job_id}/result/", result.to_json())
         return bool(response.json()["recorded"])
 
     def post_failure(self, report: FailureReport) -> bool:
-        response = self._request("POST", f"{report.job_id}/failure/", json=report.to_json())
+        response = self._request("POST", f"{report.job_id}/failure/", report.to_json())
         return bool(response.json()["recorded"])
 
     def check(self) -> None:
@@ -77,10 +76,12 @@ class SiteClient:
             if exc.status_code != 404:
                 raise
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, body: Mapping[str, JsonValue] | None = None
+    ) -> requests.Response:
         url = self.base + path
         try:
-            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            response = self.session.request(method, url, json=body, timeout=self.timeout_s)
         except requests.RequestException as exc:
             raise SiteError(f"{method} {url}: {exc}", permanent=False) from exc
         if response.status_code >= 400:

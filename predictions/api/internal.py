@@ -55,7 +55,7 @@ class WorkerSecretAuthentication(BaseAuthentication):
 
 
 class IsWorker(BasePermission):
-    def has_permission(self, request: Request, view: Any) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return getattr(request.user, "is_worker", False)
 
 
@@ -97,5 +97,5 @@ class JobFailureView(WorkerView):
         serializer.is_valid(raise_exception=True)
         get_object_or_404(Job, public_id=job_id)
         report = serializer.report(job_id)
-        recorded = jobs.record_failure(job_id, report.code, report.reason, report.worker)
+        recorded = jobs.record_failure(job_id, report.failure_code, report.reason, report.worker)
         return Response({"recorded": recorded}, status=status.HTTP_200_OK)

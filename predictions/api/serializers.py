@@ -176,10 +176,10 @@ def _contract_version(value: int) -> int:
 
 
 class WorkerFailureSerializer(serializers.Serializer):
-    """A `FailureReport`. Version 1 workers sent neither `version` nor `code`."""
+    """A `FailureReport`. Version 1 workers sent neither `version` nor `failure_code`."""
 
     version = serializers.IntegerField(required=False, default=1)
-    code = serializers.ChoiceField(choices=FAILURE_CODE_CHOICES, required=False)
+    failure_code = serializers.ChoiceField(choices=FAILURE_CODE_CHOICES, required=False)
     worker = serializers.CharField(max_length=200, required=False, default="")
     reason = serializers.CharField(max_length=2000)
 
@@ -187,17 +187,17 @@ class WorkerFailureSerializer(serializers.Serializer):
         return _contract_version(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "code" not in attrs:
+        if "failure_code" not in attrs:
             if attrs["version"] >= 2:
-                raise serializers.ValidationError({"code": "A failure code is required."})
-            attrs["code"] = FailureCode.WORKER_ERROR
+                raise serializers.ValidationError({"failure_code": "This field is required."})
+            attrs["failure_code"] = FailureCode.WORKER_ERROR
         return attrs
 
     def report(self, job_id: uuid.UUID) -> FailureReport:
         data = self.validated_data
         return FailureReport(
             job_id=str(job_id),
-            code=FailureCode(data["code"]),
+            failure_code=FailureCode(data["failure_code"]),
             reason=data["reason"],
             worker=data["worker"],
             version=data["version"],
@@ -208,7 +208,8 @@ class WorkerResultSerializer(serializers.Serializer):
     """A `PredictionResult`. Version 1 workers did not send `needs_review`."""
 
     version = serializers.IntegerField()
-    label = serializers.ChoiceField(choices=LABELS)
+    # The contract's key; DRF's stubs type `Field.label` (the display name) as a string.
+    label = serializers.ChoiceField(choices=LABELS)  # type: ignore[assignment]
     probabilities = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1))
     model_version = serializers.CharField(max_length=100)
     inference_ms = serializers.FloatField(min_value=0)

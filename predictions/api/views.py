@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
@@ -15,6 +13,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from predictions import jobs
 from predictions.api.filters import JobFilter, PatientFilter
@@ -43,7 +42,7 @@ class PatientViewSet(
     def get_queryset(self) -> QuerySet[Patient]:
         return Patient.objects.filter(organisation=organisation_of(self.request.user))
 
-    def perform_create(self, serializer: Any) -> None:
+    def perform_create(self, serializer: BaseSerializer[Patient]) -> None:
         serializer.save(
             organisation=organisation_of(self.request.user), created_by=self.request.user
         )

@@ -7,12 +7,13 @@ import logging
 import tempfile
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.files import File
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -62,7 +63,32 @@ def _job(request: HttpRequest, public_id: uuid.UUID) -> Job:
     return get_object_or_404(_jobs(request), public_id=public_id)
 
 
-def job_state(job: Job) -> dict[str, Any]:
+class JobState(TypedDict):
+    """A job as a page row and the status poll (portal.js) show it."""
+
+    id: str
+    status: str
+    status_text: str
+    finished: bool
+    elapsed_s: float
+    label: str | None
+    confidence: float | None
+    needs_review: bool
+    failure_code: str
+    outcome: str | None
+    can_retry: bool
+    error: str
+    url: str
+    scan_image_url: str
+
+
+class Bar(TypedDict):
+    label: str
+    percent: float
+    top: bool
+
+
+def job_state(job: Job) -> JobState:
     """Return what a page row (and the status poll) shows about a job."""
     prediction = getattr(job, "prediction", None) if job.is_finished else None
     end = job.finished_at or timezone.now()
@@ -216,7 +242,7 @@ def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     return render(request, "predictions/job_detail.html", context)
 
 
-def _bars(prediction: Prediction | None) -> list[dict[str, Any]]:
+def _bars(prediction: Prediction | None) -> list[Bar]:
     if prediction is None:
         return []
     return [
@@ -291,7 +317,7 @@ def job_heatmap(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
     return _private_file(prediction.heatmap.open("rb"), "image/png")
 
 
-def _private_file(handle: Any, content_type: str) -> FileResponse:
+def _private_file(handle: File, content_type: str) -> FileResponse:
     response = FileResponse(handle, content_type=content_type)
     # Patient images must not linger in shared caches.
     response["Cache-Control"] = "private, max-age=3600"

@@ -152,8 +152,8 @@ def test_a_version_1_failure_without_a_code_is_a_worker_error(worker_api: Any, j
     "body",
     [
         {"reason": "r", "version": 2},
-        {"reason": "r", "version": 2, "code": "bored"},
-        {"reason": "r", "version": 99, "code": "timeout"},
+        {"reason": "r", "version": 2, "failure_code": "bored"},
+        {"reason": "r", "version": 99, "failure_code": "timeout"},
     ],
     ids=["version 2 without a code", "unknown code", "other contract version"],
 )

@@ -45,7 +45,7 @@ def test_a_result_serialises_its_heatmap_as_base64_and_drops_the_job_id() -> Non
 def test_a_failure_report_carries_its_code_and_version() -> None:
     report = FailureReport("abc", FailureCode.NOT_BRAIN_MRI, "a photograph", "cpu@a")
     assert report.to_json() == {
-        "code": "not_brain_mri",
+        "failure_code": "not_brain_mri",
         "reason": "a photograph",
         "worker": "cpu@a",
         "version": CONTRACT_VERSION,

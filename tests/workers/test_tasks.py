@@ -103,7 +103,7 @@ def test_an_image_the_guard_refuses_is_reported_as_not_a_brain_mri(
 def test_a_message_of_another_contract_version_fails_the_job(client: Any, engine: Any) -> None:
     assert tasks.run_job(client, JOB_ID, 7, "cpu@a") == "failed"
     report = client.post_failure.call_args.args[0]
-    assert report.code == FailureCode.CONTRACT
+    assert report.failure_code == FailureCode.CONTRACT
     assert "contract version 7" in report.reason
     client.start.assert_not_called()
 
@@ -142,5 +142,5 @@ def test_a_job_over_the_soft_time_limit_fails_with_a_reason(client: Any, engine:
     with mock.patch.object(tasks, "site_client", return_value=client):
         assert tasks.predict_scan.run(job_id=JOB_ID, contract_version=2) == "failed"
     report = client.post_failure.call_args.args[0]
-    assert report.code == FailureCode.TIMEOUT
+    assert report.failure_code == FailureCode.TIMEOUT
     assert "longer than the" in report.reason
