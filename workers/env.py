@@ -8,8 +8,11 @@ request or task. Standard library only: the site imports it too.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -39,28 +42,30 @@ def env_bool(name: str, default: bool = False, environ: Mapping[str, str] = os.e
 def env_int(
     name: str, default: int, minimum: int | None = None, environ: Mapping[str, str] = os.environ
 ) -> int:
-    raw = environ.get(name, "")
-    if not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
-    return value
+    return _number(name, default, int, "an integer", minimum, environ)
 
 
 def env_float(
     name: str, default: float, minimum: float | None = None, environ: Mapping[str, str] = os.environ
 ) -> float:
+    return _number(name, default, float, "a number", minimum, environ)
+
+
+def _number(
+    name: str,
+    default: N,
+    parse: Callable[[str], N],
+    kind: str,
+    minimum: N | None,
+    environ: Mapping[str, str],
+) -> N:
     raw = environ.get(name, "")
     if not raw.strip():
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
