@@ -91,18 +91,20 @@ class Bar(TypedDict):
 def job_state(job: Job) -> JobState:
     """Return what a page row (and the status poll) shows about a job."""
     prediction = getattr(job, "prediction", None) if job.is_finished else None
+    outcome = OUTCOME_WORDS.get(FailureCode(job.failure_code)) if job.failure_code else None
     end = job.finished_at or timezone.now()
     return {
         "id": str(job.public_id),
         "status": job.status,
-        "status_text": STATUS_WORDS[Job.Status(job.status)],
+        # An outcome (not a brain MRI) is a finished answer, not an error.
+        "status_text": "done" if outcome else STATUS_WORDS[Job.Status(job.status)],
         "finished": job.is_finished,
         "elapsed_s": round(max(0.0, (end - job.created).total_seconds()), 1),
         "label": prediction.label if prediction else None,
         "confidence": round(prediction.confidence, 3) if prediction else None,
         "needs_review": bool(prediction and prediction.needs_review),
         "failure_code": job.failure_code,
-        "outcome": OUTCOME_WORDS.get(FailureCode(job.failure_code)) if job.failure_code else None,
+        "outcome": outcome,
         "can_retry": job.can_retry,
         "error": job.error,
         "url": reverse("portal:job", args=[job.public_id]),

@@ -112,6 +112,7 @@ def test_not_a_brain_mri_is_shown_as_an_outcome_without_retry(portal: Client, pa
     [state] = portal.get(f"/jobs/status/?id={job.public_id}").json()["jobs"]
     assert (state["failure_code"], state["outcome"]) == ("not_brain_mri", "Not a brain MRI slice")
     assert state["can_retry"] is False and state["label"] is None
+    assert state["status_text"] == "done"  # an answer, not a red "failed" badge
     rows = portal.get(f"/patients/{patient.public_id}/").content.decode()
     assert "Not a brain MRI slice" in rows
     portal.post(f"/jobs/{job.public_id}/retry/")
