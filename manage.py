@@ -11,7 +11,13 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from workers.env import ConfigError
+
+    try:
+        execute_from_command_line(sys.argv)
+    except ConfigError as exc:
+        # A malformed variable: one line that names it, not a traceback.
+        sys.exit(f"configuration: {exc}")
 
 
 if __name__ == "__main__":

@@ -34,11 +34,11 @@ def inspect_upload(upload: IO[bytes], size_bytes: int) -> ImageFacts:
     with warnings.catch_warnings():
         # Pillow warns (not raises) between 1x and 2x its own pixel limit; we apply ours below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = _open(upload)
+        image, content_type = _open(upload)
         _check_pixels(image.width, image.height)
         _decode_fully(image)
     facts = ImageFacts(
-        content_type=CONTENT_TYPES[image.format],
+        content_type=content_type,
         width=image.width,
         height=image.height,
         sha256=_sha256(upload),
@@ -58,7 +58,8 @@ def _check_size(size_bytes: int) -> None:
         )
 
 
-def _open(upload: IO[bytes]) -> Image.Image:
+def _open(upload: IO[bytes]) -> tuple[Image.Image, str]:
+    """Return the image, header read, with its content type."""
     try:
         image = Image.open(upload)
     except UnidentifiedImageError:
@@ -69,11 +70,12 @@ def _open(upload: IO[bytes]) -> Image.Image:
         raise ValidationError(
             f"The image is too large in pixels: {exc}", code="too_many_pixels"
         ) from None
-    if image.format not in CONTENT_TYPES:
+    content_type = CONTENT_TYPES.get(image.format or "")
+    if content_type is None:
         raise ValidationError(
             f"{image.format} images are not accepted: upload a JPEG or PNG.", code="unsupported"
         )
-    return image
+    return image, content_type
 
 
 def _check_pixels(width: int, height: int) -> None:

@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import IO, Any
+from datetime import datetime, timedelta
+from typing import IO
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.files.base import ContentFile, File
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from predictions import dispatch
+from predictions import broker, dispatch
 from predictions.images import ImageFacts
 from predictions.models import Job, Patient, Prediction, Scan
+from workers.contracts import FailureCode, PredictionResult
 
 log = logging.getLogger(__name__)
 
 
 def submit_scan(
-    patient: Patient, upload: IO[bytes], facts: ImageFacts, user: Any, device: str | None = None
+    patient: Patient,
+    upload: IO[bytes],
+    facts: ImageFacts,
+    user: User | AnonymousUser,
+    device: str | None = None,
 ) -> Job:
     """Store a checked upload as a scan and queue a job for it on `device` (gpu or cpu)."""
     with transaction.atomic():
@@ -38,22 +43,16 @@ def submit_scan(
             size_bytes=facts.size_bytes,
             width=facts.width,
             height=facts.height,
-            uploaded_by=user,
+            uploaded_by=user if isinstance(user, User) else None,
         )
         scan.image.save("upload", File(upload), save=False)
         scan.save()
         return queue_job(scan, device)
 
 
-def queue_for(device: str | None) -> str:
-    """Return the queue for `device`; None means the site's DEFAULT_DEVICE."""
-    device = device or settings.DEFAULT_DEVICE
-    return settings.CPU_QUEUE if device == "cpu" else settings.INFERENCE_QUEUE
-
-
 def queue_job(scan: Scan, device: str | None = None) -> Job:
     """Create a job for `scan` and send it once the transaction commits."""
-    job = Job.objects.create(scan=scan, queue=queue_for(device))
+    job = Job.objects.create(scan=scan, queue=broker.queue_for(device))
     dispatch.enqueue(job)
     return job
 
@@ -62,6 +61,8 @@ def retry(job: Job) -> Job:
     """Queue a fresh job for a failed job's scan; the failed one stays as history."""
     if job.status != Job.Status.FAILED:
         raise ValueError("only a failed job can be retried")
+    if not job.can_retry:
+        raise ValueError(f"a retry cannot change this outcome ({job.failure_code})")
     with transaction.atomic():
         return queue_job(job.scan)
 
@@ -77,50 +78,44 @@ def mark_running(public_id: uuid.UUID, worker: str) -> Job | None:
     return Job.objects.get(public_id=public_id) if updated else None
 
 
-@dataclass(frozen=True)
-class Outcome:
-    label: str
-    probabilities: dict[str, float]
-    model_version: str
-    inference_ms: float
-    worker: str
-    heatmap_png: bytes | None
-
-
-def record_result(public_id: uuid.UUID, outcome: Outcome) -> bool:
+def record_result(result: PredictionResult) -> bool:
     """Store a result unless the job already finished; return whether this call stored it."""
+    public_id = uuid.UUID(result.job_id)
     with transaction.atomic():
         updated = Job.unfinished_with_id(public_id).update(
             status=Job.Status.SUCCEEDED,
             finished_at=timezone.now(),
-            model_version=outcome.model_version,
-            worker=outcome.worker,
+            model_version=result.model_version,
+            worker=result.worker,
+            failure_code="",
             error="",
         )
         if not updated:
             return False
-        _create_prediction(Job.objects.get(public_id=public_id), outcome)
+        _create_prediction(Job.objects.get(public_id=public_id), result)
     return True
 
 
-def _create_prediction(job: Job, outcome: Outcome) -> None:
+def _create_prediction(job: Job, result: PredictionResult) -> None:
     prediction = Prediction(
         job=job,
-        label=outcome.label,
-        probabilities=outcome.probabilities,
-        model_version=outcome.model_version,
-        inference_ms=outcome.inference_ms,
+        label=result.label,
+        probabilities=result.probabilities,
+        needs_review=result.needs_review,
+        model_version=result.model_version,
+        inference_ms=result.inference_ms,
     )
-    if outcome.heatmap_png:
-        prediction.heatmap.save("heatmap.png", ContentFile(outcome.heatmap_png), save=False)
+    if result.heatmap_png:
+        prediction.heatmap.save("heatmap.png", ContentFile(result.heatmap_png), save=False)
     prediction.save()
 
 
-def record_failure(public_id: uuid.UUID, reason: str, worker: str = "") -> bool:
-    """Fail the job with `reason` unless it already finished; return whether this call did."""
-    changes: dict[str, Any] = {
+def record_failure(public_id: uuid.UUID, code: FailureCode, reason: str, worker: str = "") -> bool:
+    """Fail the job with `code` and `reason` unless it already finished; return whether it did."""
+    changes: dict[str, object] = {
         "status": Job.Status.FAILED,
         "finished_at": timezone.now(),
+        "failure_code": code.value,
         "error": reason[:2000],
     }
     if worker:
@@ -128,20 +123,14 @@ def record_failure(public_id: uuid.UUID, reason: str, worker: str = "") -> bool:
     return bool(Job.unfinished_with_id(public_id).update(**changes))
 
 
-def stale_jobs(now: Any = None) -> list[Job]:
+def stale_jobs(now: datetime | None = None) -> list[Job]:
     """Return jobs queued or running for longer than their limits allow."""
-    now = now or timezone.now()
-    queued_before = now - timedelta(seconds=settings.JOB_QUEUED_TIMEOUT)
-    running_before = now - timedelta(seconds=settings.JOB_RUNNING_TIMEOUT)
-    return list(
-        Job.objects.filter(
-            Q(status=Job.Status.QUEUED, queued_at__lt=queued_before)
-            | Q(status=Job.Status.RUNNING, started_at__lt=running_before)
-        ).select_related("scan")
-    )
+    queued_for = timedelta(seconds=settings.JOB_QUEUED_TIMEOUT)
+    running_for = timedelta(seconds=settings.JOB_RUNNING_TIMEOUT)
+    return list(Job.objects.stale(queued_for, running_for, now).select_related("scan"))
 
 
-def sweep(now: Any = None) -> tuple[int, int]:
+def sweep(now: datetime | None = None) -> tuple[int, int]:
     """Send stale jobs again, or fail those out of attempts; return (requeued, failed).
 
     The broker redelivers what a dead worker held, but a message can still be lost
@@ -151,13 +140,13 @@ def sweep(now: Any = None) -> tuple[int, int]:
     requeued = failed = 0
     for job in stale_jobs(now):
         if _out_of_attempts(job, now or timezone.now()):
-            failed += record_failure(job.public_id, _gave_up_reason(job))
+            failed += record_failure(job.public_id, FailureCode.GAVE_UP, _gave_up_reason(job))
         else:
             requeued += _requeue(job)
     return requeued, failed
 
 
-def _out_of_attempts(job: Job, now: Any) -> bool:
+def _out_of_attempts(job: Job, now: datetime) -> bool:
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
         return True
     # A job no worker ever starts (no worker serves its queue) must fail too, in time.

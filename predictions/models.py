@@ -7,13 +7,17 @@ Every row that reaches a URL, a log line or a task message is named by a random
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-LABELS: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
+from workers.contracts import FINAL_FAILURES, LABELS, FailureCode
+
+LABEL_CHOICES = [(label, label) for label in LABELS]
+FAILURE_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in FailureCode]
 
 
 class Organisation(models.Model):
@@ -101,6 +105,16 @@ class JobQuerySet(models.QuerySet["Job"]):
     def unfinished(self) -> JobQuerySet:
         return self.filter(status__in=Job.UNFINISHED)
 
+    def stale(
+        self, queued_for: timedelta, running_for: timedelta, now: datetime | None = None
+    ) -> JobQuerySet:
+        """Jobs queued longer than `queued_for` or running longer than `running_for`."""
+        now = now or timezone.now()
+        return self.filter(
+            Q(status=Job.Status.QUEUED, queued_at__lt=now - queued_for)
+            | Q(status=Job.Status.RUNNING, started_at__lt=now - running_for)
+        )
+
 
 class Job(models.Model):
     class Status(models.TextChoices):
@@ -118,6 +132,9 @@ class Job(models.Model):
     )
     queue = models.CharField(max_length=100)
     attempts = models.PositiveIntegerField(default=0)
+    # Set with every failure, for machines (metrics, the portal); `error` is for people. The
+    # codes are the contract's `FailureCode`: workers report them, the sweeper adds `gave_up`.
+    failure_code = models.CharField(max_length=32, choices=FAILURE_CODE_CHOICES, blank=True)
     error = models.TextField(blank=True)
     model_version = models.CharField(max_length=100, blank=True)
     worker = models.CharField(max_length=200, blank=True)
@@ -139,6 +156,11 @@ class Job(models.Model):
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
 
+    @property
+    def can_retry(self) -> bool:
+        """A failed job, unless its failure is an answer a retry cannot change."""
+        return self.status == self.Status.FAILED and self.failure_code not in FINAL_FAILURES
+
     @classmethod
     def unfinished_with_id(cls, public_id: uuid.UUID) -> QuerySet[Job]:
         """Select a job only while unfinished: the guard that makes worker reports idempotent."""
@@ -154,8 +176,10 @@ class Prediction(models.Model):
     """What the model said about one job's scan."""
 
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="prediction")
-    label = models.CharField(max_length=32, choices=[(label, label) for label in LABELS])
+    label = models.CharField(max_length=32, choices=LABEL_CHOICES)
     probabilities = models.JSONField()
+    # The model's own decision, as the worker reported it (docs/operations.md for old rows).
+    needs_review = models.BooleanField(default=False)
     model_version = models.CharField(max_length=100)
     inference_ms = models.FloatField()
     heatmap = models.FileField(upload_to=heatmap_upload_key, blank=True, max_length=200)
@@ -181,7 +205,7 @@ class Review(models.Model):
     """A clinician's verdict on a job's result: the label the next model is trained on."""
 
     job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="review")
-    label = models.CharField(max_length=32, choices=[(label, label) for label in LABELS])
+    label = models.CharField(max_length=32, choices=LABEL_CHOICES)
     # Stored, not derived at query time, so reports can count agreement cheaply.
     confirmed = models.BooleanField(help_text="The reviewer kept the model's label.")
     comment = models.TextField(blank=True, max_length=2000)

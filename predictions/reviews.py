@@ -11,8 +11,9 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -21,7 +22,7 @@ from predictions.models import LABELS, Job, Organisation, Review, Scan
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
 
-def record_review(job: Job, label: str, comment: str, user: Any) -> Review:
+def record_review(job: Job, label: str, comment: str, user: User | AnonymousUser) -> Review:
     """Store (or replace) the verdict on a succeeded job, with who gave it and when."""
     if job.status != Job.Status.SUCCEEDED:
         raise ValueError("only a finished result can be reviewed")
@@ -33,7 +34,7 @@ def record_review(job: Job, label: str, comment: str, user: Any) -> Review:
             "label": label,
             "confirmed": label == job.prediction.label,
             "comment": comment.strip(),
-            "reviewed_by": user,
+            "reviewed_by": user if isinstance(user, User) else None,
             "reviewed_at": timezone.now(),
         },
     )

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (`make test`): lint, import boundaries, then the whole pytest suite.
+# The test command (`make test`): lint, import boundaries, types, then the whole pytest suite.
 # Browser tests need Chromium; installed here when possible, skipped with a reason otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +25,7 @@ fi
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
 "$BIN/lint-imports" --no-cache
+# Configured in pyproject.toml: django-stubs, DRF stubs, --strict flags on ml/ and workers/.
+"$BIN/mypy"
 
 exec "$BIN/python" -m pytest "$@"

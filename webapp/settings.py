@@ -10,8 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
-from webapp.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 from workers.config import cpu_queue, default_device, inference_queue
+from workers.env import env_bool, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "predictions",

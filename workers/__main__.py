@@ -23,7 +23,8 @@ import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
-from workers.config import DEVICES, ConfigError, celery_settings, queue_for_device
+from workers.config import DEVICES, celery_settings, queue_for_device
+from workers.env import ConfigError, env_choice, env_int, env_list, env_str
 from workers.preflight import Passed, PreflightError, run_checks
 
 POOLS = ("prefork", "solo", "threads")
@@ -56,17 +57,13 @@ class WorkerOptions:
 
 
 def options_from(environ: Mapping[str, str]) -> WorkerOptions:
-    role = environ.get("WORKER_ROLE", "gpu").strip().lower() or "gpu"
-    if role not in DEVICES:
-        raise ConfigError(f"WORKER_ROLE must be gpu or cpu, got {role!r}")
-    label = environ.get("WORKER_HOST_LABEL", "").strip() or socket.gethostname()
+    role = env_choice("WORKER_ROLE", DEVICES, "gpu", environ)
+    label = env_str("WORKER_HOST_LABEL", socket.gethostname(), environ)
     if not _LABEL.match(label):
         raise ConfigError(f"WORKER_HOST_LABEL may hold letters, digits, . _ - only, got {label!r}")
-    queues = tuple(q.strip() for q in environ.get("WORKER_QUEUES", "").split(",") if q.strip())
-    pool = environ.get("WORKER_POOL", "prefork").strip() or "prefork"
-    if pool not in POOLS:
-        raise ConfigError(f"WORKER_POOL must be one of {', '.join(POOLS)}, got {pool!r}")
-    concurrency = _positive_int(environ, "WORKER_CONCURRENCY", 1)
+    queues = tuple(env_list("WORKER_QUEUES", environ=environ))
+    pool = env_choice("WORKER_POOL", POOLS, "prefork", environ)
+    concurrency = env_int("WORKER_CONCURRENCY", 1, minimum=1, environ=environ)
     if role == "gpu" and concurrency > 1:
         raise ConfigError(
             "a GPU worker runs one process per GPU: set WORKER_CONCURRENCY=1 and start one "
@@ -78,17 +75,8 @@ def options_from(environ: Mapping[str, str]) -> WorkerOptions:
         queues=queues or (queue_for_device(role, environ),),
         concurrency=concurrency,
         pool=pool,
-        loglevel=environ.get("WORKER_LOGLEVEL", "INFO"),
+        loglevel=env_str("WORKER_LOGLEVEL", "INFO", environ),
     )
-
-
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1, got {raw!r}")
-    return int(raw)
 
 
 def prepare_environment(environ: MutableMapping[str, str], options: WorkerOptions) -> None:
@@ -135,7 +123,7 @@ def report(passed: Passed) -> None:
     say(f"ok {passed.check}: {passed.detail} ({passed.seconds:.1f} s)")
     if passed.check == "model":
         # Shown by the worker_info control command (workers.control).
-        os.environ["WORKER_MODEL_VERSION"] = passed.detail.split()[1]
+        os.environ["WORKER_MODEL_VERSION"] = passed.version
 
 
 def say(message: str) -> None:

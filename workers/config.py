@@ -13,24 +13,14 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from workers.env import ConfigError, env_choice, env_int, env_str
+
+__all__ = ["ConfigError", "broker_url", "celery_settings", "pick_queue", "queue_for_device"]
+
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "inference"
 DEFAULT_CPU_QUEUE = "inference-cpu"
 DEVICES = ("gpu", "cpu")
-
-
-class ConfigError(ValueError):
-    """A worker or broker variable is missing or malformed."""
-
-
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name, "")
-    if not raw.strip():
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
 
 
 def broker_url(environ: Mapping[str, str] = os.environ) -> str:
@@ -53,25 +43,27 @@ def masked_url(url: str) -> str:
 
 def inference_queue(environ: Mapping[str, str] = os.environ) -> str:
     """Return the GPU queue: the one jobs go to unless CPU is asked for."""
-    return environ.get("INFERENCE_QUEUE", "").strip() or DEFAULT_QUEUE
+    return env_str("INFERENCE_QUEUE", DEFAULT_QUEUE, environ)
 
 
 def cpu_queue(environ: Mapping[str, str] = os.environ) -> str:
-    return environ.get("CPU_QUEUE", "").strip() or DEFAULT_CPU_QUEUE
+    return env_str("CPU_QUEUE", DEFAULT_CPU_QUEUE, environ)
 
 
 def default_device(environ: Mapping[str, str] = os.environ) -> str:
     """Return where jobs run when a request does not say: `gpu` (default) or `cpu`."""
-    device = environ.get("DEFAULT_DEVICE", "").strip().lower() or "gpu"
-    if device not in DEVICES:
-        raise ConfigError(f"DEFAULT_DEVICE must be gpu or cpu, got {device!r}")
-    return device
+    return env_choice("DEFAULT_DEVICE", DEVICES, "gpu", environ)
 
 
 def queue_for_device(device: str, environ: Mapping[str, str] = os.environ) -> str:
+    return pick_queue(device, inference_queue(environ), cpu_queue(environ))
+
+
+def pick_queue(device: str, gpu_queue: str, cpu_queue: str) -> str:
+    """Return the queue jobs for `device` go to: the one rule the site and workers share."""
     if device not in DEVICES:
         raise ConfigError(f"device must be gpu or cpu, got {device!r}")
-    return cpu_queue(environ) if device == "cpu" else inference_queue(environ)
+    return cpu_queue if device == "cpu" else gpu_queue
 
 
 def _broker_ssl(environ: Mapping[str, str], url: str) -> dict[str, Any] | None:
@@ -90,18 +82,22 @@ def _broker_ssl(environ: Mapping[str, str], url: str) -> dict[str, Any] | None:
 def celery_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Return Celery settings (lower-case names) for this process's environment."""
     url = broker_url(environ)
-    hard_limit = _int(environ, "TASK_TIME_LIMIT", 120)
-    soft_limit = _int(environ, "TASK_SOFT_TIME_LIMIT", max(1, hard_limit - 20))
+    hard_limit = env_int("TASK_TIME_LIMIT", 120, minimum=1, environ=environ)
+    soft_limit = env_int(
+        "TASK_SOFT_TIME_LIMIT", max(1, hard_limit - 20), minimum=1, environ=environ
+    )
     # A message a dead worker held comes back after the visibility timeout. It
     # must exceed the longest task (or the task runs twice in parallel), but a
     # job must not wait Redis's default hour either.
-    visibility_timeout = _int(environ, "BROKER_VISIBILITY_TIMEOUT", 2 * hard_limit + 60)
+    visibility_timeout = env_int(
+        "BROKER_VISIBILITY_TIMEOUT", 2 * hard_limit + 60, minimum=1, environ=environ
+    )
     if visibility_timeout <= hard_limit:
         raise ConfigError(
             f"BROKER_VISIBILITY_TIMEOUT ({visibility_timeout}s) must exceed "
             f"TASK_TIME_LIMIT ({hard_limit}s), or running tasks are delivered twice"
         )
-    restore_interval = _int(environ, "BROKER_RESTORE_INTERVAL", 10)
+    restore_interval = env_int("BROKER_RESTORE_INTERVAL", 10, minimum=1, environ=environ)
     settings: dict[str, Any] = {
         "broker_url": url,
         "broker_connection_retry_on_startup": True,
@@ -128,7 +124,9 @@ def celery_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_send_sent_event": True,
         # Each child loads the model right after the fork; allow it more than the 4 s default.
-        "worker_proc_alive_timeout": _int(environ, "WORKER_PROC_ALIVE_TIMEOUT", 120),
+        "worker_proc_alive_timeout": env_int(
+            "WORKER_PROC_ALIVE_TIMEOUT", 120, minimum=1, environ=environ
+        ),
     }
     if tls := _broker_ssl(environ, url):
         settings["broker_use_ssl"] = tls

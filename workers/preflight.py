@@ -21,6 +21,7 @@ from pathlib import Path
 import redis
 
 from workers.config import ConfigError, broker_url, celery_settings, masked_url
+from workers.env import env_str
 from workers.web_client import SiteClient, SiteError
 
 BROKER_TIMEOUT_S = 5.0
@@ -39,13 +40,22 @@ class PreflightError(Exception):
 
 
 @dataclass(frozen=True)
+class Answer:
+    """What a check found: a line for the operator and, where there is one, a version."""
+
+    detail: str
+    version: str = ""
+
+
+@dataclass(frozen=True)
 class Passed:
     check: str
     detail: str
     seconds: float
+    version: str = ""  # the broker's Redis version, the model's version; "" for the site
 
 
-def check_broker(environ: Mapping[str, str], timeout_s: float = BROKER_TIMEOUT_S) -> str:
+def check_broker(environ: Mapping[str, str], timeout_s: float = BROKER_TIMEOUT_S) -> Answer:
     """Connect to the broker and PING it; return the server's version."""
     try:
         url = broker_url(environ)
@@ -57,7 +67,7 @@ def check_broker(environ: Mapping[str, str], timeout_s: float = BROKER_TIMEOUT_S
     )
     try:
         client.ping()
-        version = client.info("server").get("redis_version", "?")
+        version = str(client.info("server").get("redis_version", "?"))
     except redis.AuthenticationError as exc:
         raise PreflightError(
             "broker", f"{masked_url(url)} refused the password in the broker URL ({exc})"
@@ -69,7 +79,7 @@ def check_broker(environ: Mapping[str, str], timeout_s: float = BROKER_TIMEOUT_S
         raise PreflightError("broker", f"{masked_url(url)} answered with an error: {exc}") from exc
     finally:
         client.close()
-    return f"Redis {version} at {masked_url(url)}"
+    return Answer(f"Redis {version} at {masked_url(url)}", version)
 
 
 def _tls_hint(exc: Exception, tls: bool) -> str:
@@ -81,12 +91,12 @@ def _tls_hint(exc: Exception, tls: bool) -> str:
     return text
 
 
-def check_site(environ: Mapping[str, str], timeout_s: float = SITE_TIMEOUT_S) -> str:
+def check_site(environ: Mapping[str, str], timeout_s: float = SITE_TIMEOUT_S) -> Answer:
     """Prove the site answers, accepts WORKER_SECRET and refuses a wrong one."""
-    site_url = environ.get("SITE_URL", "")
+    site_url = env_str("SITE_URL", "", environ)
     try:
-        client = SiteClient(site_url, _secret(environ), timeout_s=timeout_s)
-    except (ValueError, OSError) as exc:
+        client = SiteClient.from_environment(environ, timeout_s)
+    except ValueError as exc:  # ConfigError is one too
         raise PreflightError("site", str(exc)) from exc
     try:
         client.check()
@@ -99,19 +109,13 @@ def check_site(environ: Mapping[str, str], timeout_s: float = SITE_TIMEOUT_S) ->
     try:
         SiteClient(site_url, _WRONG_SECRET, timeout_s=timeout_s).check()
     except SiteError:
-        return f"{site_url} accepts WORKER_SECRET"
+        return Answer(f"{site_url} accepts WORKER_SECRET")
     raise PreflightError(
         "site", f"{site_url} accepts any secret: SITE_URL does not point at the MRI site"
     )
 
 
-def _secret(environ: Mapping[str, str]) -> str:
-    if file_name := environ.get("WORKER_SECRET_FILE"):
-        return Path(file_name).read_text().strip()
-    return environ.get("WORKER_SECRET", "")
-
-
-def check_model(environ: Mapping[str, str], timeout_s: float = MODEL_TIMEOUT_S) -> str:
+def check_model(environ: Mapping[str, str], timeout_s: float = MODEL_TIMEOUT_S) -> Answer:
     """Load the active model in a child process, as a pool process will; return its version."""
     registry_dir = environ.get("MODEL_REGISTRY_DIR", "")
     if registry_dir and not Path(registry_dir).is_dir():
@@ -125,7 +129,8 @@ def check_model(environ: Mapping[str, str], timeout_s: float = MODEL_TIMEOUT_S) 
         raise PreflightError("model", f"loading took longer than {timeout_s:.0f} s") from exc
     lines = child.stdout.strip().splitlines() or [""]
     if child.returncode == 0 and lines[-1].startswith("{"):
-        return f"model {json.loads(lines[-1])['version']} loads"
+        version = str(json.loads(lines[-1])["version"])
+        return Answer(f"model {version} loads", version)
     error = next((line for line in reversed(lines) if line.startswith("error: ")), "")
     if not error:
         stderr = child.stderr.strip().splitlines()
@@ -139,13 +144,17 @@ def run_checks(
     report: Callable[[Passed], None] = lambda passed: None,
 ) -> list[Passed]:
     """Run the checks in order, `report` each pass, stop at the first failure (PreflightError)."""
-    checks = [("broker", check_broker), ("site", check_site)]
+    checks: list[tuple[str, Callable[[Mapping[str, str]], Answer]]] = [
+        ("broker", check_broker),
+        ("site", check_site),
+    ]
     if model:
         checks.append(("model", check_model))
-    passed = []
+    passed: list[Passed] = []
     for name, check in checks:
         started = time.monotonic()
-        passed.append(Passed(name, check(environ), time.monotonic() - started))
+        answer = check(environ)
+        passed.append(Passed(name, answer.detail, time.monotonic() - started, answer.version))
         report(passed[-1])
     return passed
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from ml.errors import InvalidImageError
+from ml.errors import InvalidImageError, NotBrainMRIError
 from workers import model_loader
 from workers.contracts import (
     CONTRACT_VERSION,
     TASK_NAME,
     ContractError,
+    FailureCode,
+    FailureReport,
     PredictionRequest,
     PredictionResult,
 )
@@ -27,8 +28,8 @@ from workers.web_client import SiteClient, SiteError
 
 log = logging.getLogger(__name__)
 
-# Retry an unreachable site for about 15 minutes (10 s, 20 s, ... capped at 5 min),
-# after which the site's sweeper queues the job again.
+# Celery retries an unreachable site for about 15 minutes (10 s, 20 s, ... capped at
+# 5 min), after which the site's sweeper queues the job again.
 MAX_SITE_RETRIES = 6
 BACKOFF_BASE_S = 10
 BACKOFF_CAP_S = 300
@@ -44,7 +45,7 @@ def site_client() -> SiteClient:
 
 
 @worker_process_init.connect
-def preload_model(**kwargs: Any) -> None:
+def preload_model(**kwargs: object) -> None:
     """Load the model in each child right after the fork, so the first job is not slow."""
     try:
         model_loader.current_engine()
@@ -53,25 +54,33 @@ def preload_model(**kwargs: Any) -> None:
         log.exception("could not preload the model")
 
 
-@shared_task(name=TASK_NAME, bind=True, max_retries=MAX_SITE_RETRIES)
-def predict_scan(self: Task, job_id: str, contract_version: int = CONTRACT_VERSION) -> str:
+# Only a transient SiteError leaves the task (a permanent one is answered below), so
+# `autoretry_for` retries exactly what may succeed later.
+@shared_task(
+    name=TASK_NAME,
+    bind=True,
+    autoretry_for=(SiteError,),
+    max_retries=MAX_SITE_RETRIES,
+    retry_backoff=BACKOFF_BASE_S,
+    retry_backoff_max=BACKOFF_CAP_S,
+    retry_jitter=False,
+)
+def predict_scan(
+    self: Task[[str, int], str], job_id: str, contract_version: int = CONTRACT_VERSION
+) -> str:
     worker = self.request.hostname or socket.gethostname()
     try:
         return run_job(site_client(), job_id, contract_version, worker)
     except SoftTimeLimitExceeded:
         reason = f"The job took longer than the {self.app.conf.task_soft_time_limit} s limit."
-        site_client().post_failure(job_id, reason, worker)
+        site_client().post_failure(FailureReport(job_id, FailureCode.TIMEOUT, reason, worker))
         return "failed"
     except SiteError as exc:
-        if exc.permanent:
-            log.error("job %s: the site refused a report: %s", job_id, exc)
-            return "refused"
-        log.warning("job %s: site unreachable (%s); retrying", job_id, exc)
-        raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
-
-
-def backoff_s(retries: int) -> int:
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**retries)
+        if not exc.permanent:
+            log.warning("job %s: site unreachable (%s); retrying", job_id, exc)
+            raise
+        log.error("job %s: the site refused a report: %s", job_id, exc)
+        return "refused"
 
 
 def run_job(client: SiteClient, job_id: str, contract_version: int, worker: str) -> str:
@@ -79,7 +88,7 @@ def run_job(client: SiteClient, job_id: str, contract_version: int, worker: str)
     try:
         PredictionRequest.from_task_kwargs(job_id, contract_version)
     except ContractError as exc:
-        client.post_failure(job_id, str(exc), worker)
+        client.post_failure(FailureReport(job_id, FailureCode.CONTRACT, str(exc), worker))
         return "failed"
     if not client.start(job_id, worker).proceed:
         return "already finished"
@@ -87,21 +96,27 @@ def run_job(client: SiteClient, job_id: str, contract_version: int, worker: str)
     try:
         result = classify(job_id, image, worker)
     except InvalidImageError as exc:
-        client.post_failure(job_id, f"The image cannot be classified: {exc}", worker)
+        reason = f"The image cannot be classified: {exc}"
+        client.post_failure(FailureReport(job_id, FailureCode.INVALID_IMAGE, reason, worker))
         return "failed"
+    except NotBrainMRIError as exc:
+        # An answer, not a fault: the model says the image is outside what it classifies.
+        client.post_failure(FailureReport(job_id, FailureCode.NOT_BRAIN_MRI, str(exc), worker))
+        return "not a brain MRI"
     client.post_result(result)
     return "succeeded"
 
 
 def classify(job_id: str, image: bytes, worker: str) -> PredictionResult:
     engine = model_loader.current_engine()
-    prediction, explanation = engine.explain(image)
+    classification, explanation = engine.explain(image)
     return PredictionResult(
         job_id=job_id,
-        label=prediction.label,
-        probabilities=prediction.probabilities,
-        model_version=prediction.model_version,
-        inference_ms=prediction.inference_ms,
+        label=classification.label,
+        probabilities=classification.probabilities,
+        model_version=classification.model_version,
+        inference_ms=classification.inference_ms,
         worker=worker,
+        needs_review=classification.needs_review,
         heatmap_png=explanation.overlay_png,
     )

@@ -7,20 +7,24 @@ succeed later and is retried; a 4xx will not and is not.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import requests
 
-from workers.contracts import PredictionResult
+from workers.contracts import FailureReport, JsonValue, PredictionResult
+from workers.env import env_secret, env_str
 
 DEFAULT_TIMEOUT_S = 30.0
 
 
 class SiteError(Exception):
-    def __init__(self, message: str, permanent: bool) -> None:
+    """The site did not take a request; `status_code` is None when it never answered."""
+
+    def __init__(self, message: str, permanent: bool, status_code: int | None = None) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.status_code = status_code
 
 
 @dataclass(frozen=True)
@@ -41,47 +45,48 @@ class SiteClient:
         self.session.headers["Authorization"] = f"Worker {secret}"
 
     @classmethod
-    def from_environment(cls) -> SiteClient:
-        return cls(os.environ.get("SITE_URL", ""), _secret_from_environment())
+    def from_environment(
+        cls, environ: Mapping[str, str] = os.environ, timeout_s: float = DEFAULT_TIMEOUT_S
+    ) -> SiteClient:
+        """Raise ConfigError (WORKER_SECRET_FILE unreadable) or ValueError (missing values)."""
+        site_url = env_str("SITE_URL", "", environ)
+        secret = env_secret("WORKER_SECRET", required=False, environ=environ)
+        return cls(site_url, secret, timeout_s=timeout_s)
 
     def start(self, job_id: str, worker: str) -> StartAnswer:
-        body = self._request("POST", f"{job_id}/start/", json={"worker": worker}).json()
+        body = self._request("POST", f"{job_id}/start/", {"worker": worker}).json()
         return StartAnswer(proceed=bool(body["proceed"]), attempt=int(body.get("attempt", 0)))
 
     def fetch_image(self, job_id: str) -> bytes:
         return self._request("GET", f"{job_id}/image/").content
 
     def post_result(self, result: PredictionResult) -> bool:
-        response = self._request("POST", f"{result.job_id}/result/", json=result.to_json())
+        response = self._request("POST", f"{result.job_id}/result/", result.to_json())
         return bool(response.json()["recorded"])
 
-    def post_failure(self, job_id: str, reason: str, worker: str) -> bool:
-        body = {"reason": reason, "worker": worker}
-        return bool(self._request("POST", f"{job_id}/failure/", json=body).json()["recorded"])
+    def post_failure(self, report: FailureReport) -> bool:
+        response = self._request("POST", f"{report.job_id}/failure/", report.to_json())
+        return bool(response.json()["recorded"])
 
     def check(self) -> None:
         """Prove the site answers and accepts our secret (a 404 for a made-up job does both)."""
         try:
             self._request("GET", "00000000-0000-0000-0000-000000000000/image/")
         except SiteError as exc:
-            if "404" not in str(exc):
+            if exc.status_code != 404:
                 raise
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _request(
+        self, method: str, path: str, body: Mapping[str, JsonValue] | None = None
+    ) -> requests.Response:
         url = self.base + path
         try:
-            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            response = self.session.request(method, url, json=body, timeout=self.timeout_s)
         except requests.RequestException as exc:
             raise SiteError(f"{method} {url}: {exc}", permanent=False) from exc
         if response.status_code >= 400:
             permanent = response.status_code < 500 and response.status_code != 429
             detail = response.text[:300]
-            raise SiteError(f"{method} {url}: HTTP {response.status_code} {detail}", permanent)
+            message = f"{method} {url}: HTTP {response.status_code} {detail}"
+            raise SiteError(message, permanent, status_code=response.status_code)
         return response
-
-
-def _secret_from_environment() -> str:
-    if file_name := os.environ.get("WORKER_SECRET_FILE"):
-        with open(file_name) as handle:
-            return handle.read().strip()
-    return os.environ.get("WORKER_SECRET", "")

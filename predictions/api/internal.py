@@ -55,7 +55,7 @@ class WorkerSecretAuthentication(BaseAuthentication):
 
 
 class IsWorker(BasePermission):
-    def has_permission(self, request: Request, view: Any) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return getattr(request.user, "is_worker", False)
 
 
@@ -87,7 +87,7 @@ class JobResultView(WorkerView):
         serializer = WorkerResultSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         get_object_or_404(Job, public_id=job_id)
-        recorded = jobs.record_result(job_id, serializer.outcome())
+        recorded = jobs.record_result(serializer.result(job_id))
         return Response({"recorded": recorded}, status=status.HTTP_200_OK)
 
 
@@ -96,6 +96,6 @@ class JobFailureView(WorkerView):
         serializer = WorkerFailureSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         get_object_or_404(Job, public_id=job_id)
-        data = serializer.validated_data
-        recorded = jobs.record_failure(job_id, data["reason"], data["worker"])
+        report = serializer.report(job_id)
+        recorded = jobs.record_failure(job_id, report.failure_code, report.reason, report.worker)
         return Response({"recorded": recorded}, status=status.HTTP_200_OK)

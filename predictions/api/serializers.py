@@ -3,17 +3,32 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import uuid
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 from rest_framework import serializers
 
-from predictions.images import ImageFacts, inspect_upload
-from predictions.jobs import Outcome
-from predictions.models import LABELS, Job, Patient, Prediction, organisation_of
-from workers.contracts import CONTRACT_VERSION
+from predictions.images import inspect_upload
+from predictions.models import (
+    FAILURE_CODE_CHOICES,
+    LABELS,
+    Job,
+    Patient,
+    Prediction,
+    organisation_of,
+)
+from workers.config import DEVICES
+from workers.contracts import (
+    ContractError,
+    FailureCode,
+    FailureReport,
+    PredictionResult,
+    check_version,
+)
 
 
 class PatientSerializer(serializers.ModelSerializer):
@@ -33,7 +48,6 @@ class PatientSerializer(serializers.ModelSerializer):
 
 
 class PredictionSerializer(serializers.ModelSerializer):
-    needs_review = serializers.SerializerMethodField()
     heatmap_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -47,9 +61,6 @@ class PredictionSerializer(serializers.ModelSerializer):
             "needs_review",
             "heatmap_url",
         ]
-
-    def get_needs_review(self, prediction: Prediction) -> bool:
-        return prediction.confidence < settings.LOW_CONFIDENCE_THRESHOLD
 
     def get_heatmap_url(self, prediction: Prediction) -> str | None:
         if not prediction.heatmap:
@@ -83,6 +94,7 @@ class JobSerializer(serializers.ModelSerializer):
             "started",
             "finished",
             "attempts",
+            "failure_code",
             "error",
             "worker",
             "result",
@@ -116,28 +128,26 @@ class ScanSubmissionSerializer(serializers.Serializer):
         error_messages={"required": "Give the patient's id in the field 'patient'."}
     )
     device = serializers.ChoiceField(
-        choices=["gpu", "cpu"],
+        choices=list(DEVICES),
         required=False,
         help_text="Where to run the model; the site's DEFAULT_DEVICE when left out.",
     )
 
-    def validate_patient(self, value: Any) -> Patient:
+    def validate_patient(self, value: uuid.UUID) -> Patient:
         organisation = organisation_of(self.context["request"].user)
         try:
             return Patient.objects.get(public_id=value, organisation=organisation)
         except Patient.DoesNotExist:
             raise serializers.ValidationError(f"Unknown patient {value}.") from None
 
-    def validate_image(self, upload: Any) -> Any:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """Add the checked image's facts (`ImageFacts`) as `facts`."""
+        upload: UploadedFile = attrs["image"]
         try:
-            upload.facts = inspect_upload(upload, upload.size)
+            attrs["facts"] = inspect_upload(upload, upload.size or 0)
         except DjangoValidationError as exc:
-            raise serializers.ValidationError(exc.messages) from None
-        return upload
-
-    @staticmethod
-    def facts_of(upload: Any) -> ImageFacts:
-        return upload.facts
+            raise serializers.ValidationError({"image": exc.messages}) from None
+        return attrs
 
 
 class ScanSerializer(serializers.Serializer):
@@ -158,26 +168,57 @@ class WorkerStartSerializer(serializers.Serializer):
     worker = serializers.CharField(max_length=200)
 
 
+def _contract_version(value: int) -> int:
+    try:
+        return check_version(value, "site")
+    except ContractError as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
 class WorkerFailureSerializer(serializers.Serializer):
+    """A `FailureReport`. Version 1 workers sent neither `version` nor `failure_code`."""
+
+    version = serializers.IntegerField(required=False, default=1)
+    failure_code = serializers.ChoiceField(choices=FAILURE_CODE_CHOICES, required=False)
     worker = serializers.CharField(max_length=200, required=False, default="")
     reason = serializers.CharField(max_length=2000)
 
+    def validate_version(self, value: int) -> int:
+        return _contract_version(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "failure_code" not in attrs:
+            if attrs["version"] >= 2:
+                raise serializers.ValidationError({"failure_code": "This field is required."})
+            attrs["failure_code"] = FailureCode.WORKER_ERROR
+        return attrs
+
+    def report(self, job_id: uuid.UUID) -> FailureReport:
+        data = self.validated_data
+        return FailureReport(
+            job_id=str(job_id),
+            failure_code=FailureCode(data["failure_code"]),
+            reason=data["reason"],
+            worker=data["worker"],
+            version=data["version"],
+        )
+
 
 class WorkerResultSerializer(serializers.Serializer):
+    """A `PredictionResult`. Version 1 workers did not send `needs_review`."""
+
     version = serializers.IntegerField()
-    label = serializers.ChoiceField(choices=LABELS)
+    # The contract's key; DRF's stubs type `Field.label` (the display name) as a string.
+    label = serializers.ChoiceField(choices=LABELS)  # type: ignore[assignment]
     probabilities = serializers.DictField(child=serializers.FloatField(min_value=0, max_value=1))
     model_version = serializers.CharField(max_length=100)
     inference_ms = serializers.FloatField(min_value=0)
     worker = serializers.CharField(max_length=200)
+    needs_review = serializers.BooleanField(required=False)
     heatmap_png = serializers.CharField(required=False, allow_null=True, allow_blank=True)
 
     def validate_version(self, value: int) -> int:
-        if value != CONTRACT_VERSION:
-            raise serializers.ValidationError(
-                f"contract version {value} is not supported (site speaks {CONTRACT_VERSION})"
-            )
-        return value
+        return _contract_version(value)
 
     def validate_probabilities(self, value: dict[str, float]) -> dict[str, float]:
         if set(value) != set(LABELS):
@@ -196,17 +237,26 @@ class WorkerResultSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         probabilities = attrs["probabilities"]
-        if probabilities[attrs["label"]] < max(probabilities.values()) - 1e-6:
+        top = probabilities[attrs["label"]]
+        if top < max(probabilities.values()) - 1e-6:
             raise serializers.ValidationError("label must be the most probable class")
+        if "needs_review" not in attrs:
+            if attrs["version"] >= 2:
+                raise serializers.ValidationError({"needs_review": "This field is required."})
+            # Version 1 workers: the rule the site applied before models decided it.
+            attrs["needs_review"] = top < settings.LOW_CONFIDENCE_THRESHOLD
         return attrs
 
-    def outcome(self) -> Outcome:
+    def result(self, job_id: uuid.UUID) -> PredictionResult:
         data = self.validated_data
-        return Outcome(
+        return PredictionResult(
+            job_id=str(job_id),
             label=data["label"],
             probabilities=data["probabilities"],
             model_version=data["model_version"],
             inference_ms=data["inference_ms"],
             worker=data["worker"],
+            needs_review=data["needs_review"],
             heatmap_png=data.get("heatmap_png"),
+            version=data["version"],
         )

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from predictions import jobs
+from predictions.api.filters import JobFilter, PatientFilter
 from predictions.api.serializers import (
     JobSerializer,
     JobSummarySerializer,
@@ -36,14 +36,13 @@ class PatientViewSet(
     serializer_class = PatientSerializer
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = PatientFilter
 
     def get_queryset(self) -> QuerySet[Patient]:
-        patients = Patient.objects.filter(organisation=organisation_of(self.request.user))
-        if external_id := self.request.query_params.get("external_id"):
-            patients = patients.filter(external_id=external_id)
-        return patients
+        return Patient.objects.filter(organisation=organisation_of(self.request.user))
 
-    def perform_create(self, serializer: Any) -> None:
+    def perform_create(self, serializer: BaseSerializer[Patient]) -> None:
         serializer.save(
             organisation=organisation_of(self.request.user), created_by=self.request.user
         )
@@ -67,13 +66,9 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
     def create(self, request: Request) -> Response:
         submission = ScanSubmissionSerializer(data=request.data, context={"request": request})
         submission.is_valid(raise_exception=True)
-        upload = submission.validated_data["image"]
+        data = submission.validated_data
         job = jobs.submit_scan(
-            submission.validated_data["patient"],
-            upload,
-            ScanSubmissionSerializer.facts_of(upload),
-            request.user,
-            device=submission.validated_data.get("device"),
+            data["patient"], data["image"], data["facts"], request.user, data.get("device")
         )
         body = {"job": JobSummarySerializer(job, context={"request": request}).data}
         return Response(
@@ -91,33 +86,13 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = JobSerializer
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[Job]:
-        visible = Job.objects.visible_to(self.request.user).select_related(
+        return Job.objects.visible_to(self.request.user).select_related(
             "scan__patient", "prediction"
         )
-        return self._filter(visible) if self.action == "list" else visible
-
-    def _filter(self, queryset: QuerySet[Job]) -> QuerySet[Job]:
-        params = self.request.query_params
-        if wanted := params.get("status"):
-            if wanted not in Job.Status.values:
-                raise ValidationError(
-                    {"status": f"Unknown status; use one of {Job.Status.values}."}
-                )
-            queryset = queryset.filter(status=wanted)
-        if patient := params.get("patient"):
-            queryset = queryset.filter(scan__patient__public_id=_uuid_param("patient", patient))
-        return queryset
-
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("status", enum=Job.Status.values),
-            OpenApiParameter("patient", OpenApiTypes.UUID),
-        ]
-    )
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
@@ -137,10 +112,3 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         url = request.build_absolute_uri(reverse("api:job-detail", args=[job.public_id]))
         body = JobSummarySerializer(job, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
-
-
-def _uuid_param(name: str, raw: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise ValidationError({name: f"{raw!r} is not a valid id."}) from None

@@ -11,14 +11,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
 from django.conf import settings
 from django.db import connections
 
+from predictions import broker
 from webapp.celery import app
 from workers.config import masked_url
-
-BROKER_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -50,43 +48,19 @@ def check_database() -> Check:
     return Check(ok=True)
 
 
-def broker_client() -> redis.Redis:
-    """A Redis client on the Celery broker, with the same TLS options and short timeouts."""
-    tls = app.conf.broker_use_ssl or {}
-    return redis.Redis.from_url(
-        app.conf.broker_url,
-        socket_connect_timeout=BROKER_TIMEOUT_S,
-        socket_timeout=BROKER_TIMEOUT_S,
-        **tls,
-    )
-
-
 def check_broker() -> Check:
-    client = broker_client()
     try:
-        client.ping()
-    except redis.RedisError as exc:
+        broker.ping()
+    except broker.BrokerUnavailable as exc:
         return Check(ok=False, error=f"{masked_url(app.conf.broker_url)}: {exc}")
-    finally:
-        client.close()
     return Check(ok=True)
 
 
-def default_queue() -> str:
-    return settings.CPU_QUEUE if settings.DEFAULT_DEVICE == "cpu" else settings.INFERENCE_QUEUE
-
-
-def workers_by_queue(timeout_s: float) -> dict[str, list[str]]:
-    """Ask every worker which queues it consumes; return worker name -> queue names."""
-    replies = app.control.inspect(timeout=timeout_s).active_queues() or {}
-    return {worker: [queue["name"] for queue in queues] for worker, queues in replies.items()}
-
-
 def check_workers() -> Check:
-    queue = default_queue()
+    queue = broker.queue_for()
     serving = [
         worker
-        for worker, queues in workers_by_queue(settings.READYZ_WORKER_TIMEOUT).items()
+        for worker, queues in broker.worker_queues(settings.READYZ_WORKER_TIMEOUT).items()
         if queue in queues
     ]
     if not serving:

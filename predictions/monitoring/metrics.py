@@ -7,12 +7,10 @@ the site reads each queue's length from Redis itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
-import redis
-from django.conf import settings
-from django.db.models import Case, CharField, Count, DurationField, F, Min, Q, Sum, Value, When
+from django.db.models import Count, DurationField, F, Min, Q, Sum
 from django.db.models.expressions import ExpressionWrapper
 from django.utils import timezone
 from prometheus_client.core import (
@@ -23,48 +21,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from predictions import broker
 from predictions.models import Job
-from predictions.monitoring.health import broker_client
+from workers.contracts import FailureCode
 
 LATENCY_BUCKETS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
-# kombu's Redis transport keeps a queue's prioritised messages in these extra lists.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-FAILURE_REASONS = ("timeout", "invalid_image", "gave_up", "contract", "other")
-
-
-def failure_reason() -> Case:
-    """Bucket a failed job's free-text error into one of FAILURE_REASONS, in SQL."""
-    return Case(
-        When(error__startswith="The job took longer than", then=Value("timeout")),
-        When(error__startswith="The image cannot be classified", then=Value("invalid_image")),
-        When(error__startswith="Gave up after", then=Value("gave_up")),
-        When(error__startswith="contract version", then=Value("contract")),
-        default=Value("other"),
-        output_field=CharField(),
-    )
-
-
-def known_queues() -> list[str]:
-    """The configured queues plus any queue an unfinished job still waits on."""
-    configured = {settings.INFERENCE_QUEUE, settings.CPU_QUEUE}
-    waiting = Job.objects.unfinished().values_list("queue", flat=True).distinct()
-    return sorted(configured | set(waiting[:50]))
-
-
-def queue_depths(queues: Iterable[str]) -> dict[str, int]:
-    """Return the number of messages waiting in each queue (Redis LLEN, all priorities)."""
-    queues = list(queues)
-    client = broker_client()
-    try:
-        with client.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                for suffix in _PRIORITY_SUFFIXES:
-                    pipe.llen(queue + suffix)
-            lengths = pipe.execute()
-    finally:
-        client.close()
-    step = len(_PRIORITY_SUFFIXES)
-    return {queue: sum(lengths[i * step : (i + 1) * step]) for i, queue in enumerate(queues)}
 
 
 class JobCollector(Collector):
@@ -82,11 +43,11 @@ class JobCollector(Collector):
         return family
 
     def queues(self) -> Iterator[GaugeMetricFamily]:
-        queues = known_queues()
+        queues = broker.known_queues()
         up = GaugeMetricFamily("mri_broker_up", "1 when the broker answered this scrape.")
         try:
-            depths = queue_depths(queues)
-        except redis.RedisError:
+            depths = broker.queue_depths(queues)
+        except broker.BrokerUnavailable:
             up.add_metric([], 0)
             yield up
             return
@@ -142,17 +103,16 @@ class JobCollector(Collector):
 
     def failures(self) -> CounterMetricFamily:
         family = CounterMetricFamily(
-            "mri_job_failures", "Failed jobs by reason.", labels=["reason"]
+            "mri_job_failures", "Failed jobs by failure code.", labels=["reason"]
         )
         counts = dict(
             Job.objects.filter(status=Job.Status.FAILED)
-            .annotate(reason=failure_reason())
-            .values_list("reason")
+            .values_list("failure_code")
             .annotate(n=Count("pk"))
             .order_by()
         )
-        for reason in FAILURE_REASONS:
-            family.add_metric([reason], counts.get(reason, 0))
+        for code in FailureCode:
+            family.add_metric([code.value], counts.get(code.value, 0))
         return family
 
 

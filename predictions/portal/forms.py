@@ -38,11 +38,15 @@ class ScanUploadForm(forms.Form):
         error_messages={"required": "Attach the MRI slice as the multipart field 'image'."},
     )
 
-    def clean_image(self) -> Any:
-        upload = self.cleaned_data["image"]
-        # Raises ValidationError with exactly the API's messages.
-        upload.facts = inspect_upload(upload, upload.size)
-        return upload
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if upload := cleaned.get("image"):
+            # Raises ValidationError with exactly the API's messages, on the image field.
+            try:
+                cleaned["facts"] = inspect_upload(upload, upload.size)
+            except ValidationError as exc:
+                self.add_error("image", exc)
+        return cleaned
 
 
 class ReviewForm(forms.Form):

@@ -3,15 +3,17 @@ organisation, so another clinic's patient, scan or job is a 404 that reveals not
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.files import File
 from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
@@ -20,10 +22,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from predictions import jobs, reviews
-from predictions.models import LABELS, Job, Organisation, Patient, Scan, organisation_of
-from predictions.portal import broker
+from predictions import broker, jobs, reviews
+from predictions.models import LABELS, Job, Organisation, Patient, Prediction, Scan, organisation_of
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
+from workers.contracts import FailureCode
+
+log = logging.getLogger(__name__)
 
 PATIENTS_PER_PAGE = 25
 STATUS_WORDS = {
@@ -32,6 +36,9 @@ STATUS_WORDS = {
     Job.Status.SUCCEEDED: "done",
     Job.Status.FAILED: "failed",
 }
+# Failures that are the model's answer about the image, shown as an outcome, not an error.
+OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
+DASHBOARD_TIMEOUT_S = 1.0
 
 
 def _organisation(request: HttpRequest) -> Organisation:
@@ -56,27 +63,53 @@ def _job(request: HttpRequest, public_id: uuid.UUID) -> Job:
     return get_object_or_404(_jobs(request), public_id=public_id)
 
 
-def job_state(job: Job) -> dict[str, Any]:
+class JobState(TypedDict):
+    """A job as a page row and the status poll (portal.js) show it."""
+
+    id: str
+    status: str
+    status_text: str
+    finished: bool
+    elapsed_s: float
+    label: str | None
+    confidence: float | None
+    needs_review: bool
+    failure_code: str
+    outcome: str | None
+    can_retry: bool
+    error: str
+    url: str
+    scan_image_url: str
+
+
+class Bar(TypedDict):
+    label: str
+    percent: float
+    top: bool
+
+
+def job_state(job: Job) -> JobState:
     """Return what a page row (and the status poll) shows about a job."""
     prediction = getattr(job, "prediction", None) if job.is_finished else None
+    outcome = OUTCOME_WORDS.get(FailureCode(job.failure_code)) if job.failure_code else None
     end = job.finished_at or timezone.now()
     return {
         "id": str(job.public_id),
         "status": job.status,
-        "status_text": STATUS_WORDS[Job.Status(job.status)],
+        # An outcome (not a brain MRI) is a finished answer, not an error.
+        "status_text": "done" if outcome else STATUS_WORDS[Job.Status(job.status)],
         "finished": job.is_finished,
         "elapsed_s": round(max(0.0, (end - job.created).total_seconds()), 1),
         "label": prediction.label if prediction else None,
         "confidence": round(prediction.confidence, 3) if prediction else None,
-        "needs_review": bool(prediction and _needs_review(prediction.confidence)),
+        "needs_review": bool(prediction and prediction.needs_review),
+        "failure_code": job.failure_code,
+        "outcome": outcome,
+        "can_retry": job.can_retry,
         "error": job.error,
         "url": reverse("portal:job", args=[job.public_id]),
         "scan_image_url": reverse("portal:scan-image", args=[job.scan.public_id]),
     }
-
-
-def _needs_review(confidence: float) -> bool:
-    return confidence < settings.LOW_CONFIDENCE_THRESHOLD
 
 
 @login_required
@@ -87,16 +120,37 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     counts = dict.fromkeys(Job.Status.values, 0)
     for row in visible.filter(created__gte=today).values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
+    queue = broker.queue_for()
     context = {
         "counts": [(STATUS_WORDS[Job.Status(status)], n) for status, n in counts.items()],
-        "queue": settings.INFERENCE_QUEUE,
-        "queue_length": broker.queue_length(settings.INFERENCE_QUEUE),
-        "workers": broker.workers_online(),
-        "failures": visible.filter(status=Job.Status.FAILED)[:10],
+        "queue": queue,
+        "queue_length": _queue_length(queue),
+        "workers": _workers_online(),
+        "failures": visible.filter(status=Job.Status.FAILED)
+        .exclude(failure_code__in=list(OUTCOME_WORDS))
+        .select_related("scan__patient")[:10],
         "to_review": visible.filter(status=Job.Status.SUCCEEDED, review__isnull=True).count(),
         "flower_url": settings.FLOWER_URL,
     }
     return render(request, "predictions/dashboard.html", context)
+
+
+def _queue_length(queue: str) -> int | None:
+    """Return the messages waiting in `queue`, or None when the broker cannot be asked."""
+    try:
+        return broker.queue_depths([queue], timeout_s=DASHBOARD_TIMEOUT_S)[queue]
+    except broker.BrokerUnavailable:
+        log.warning("queue length unavailable", exc_info=True)
+        return None
+
+
+def _workers_online() -> list[str] | None:
+    """Return the names of workers answering, or None when the broker cannot be asked."""
+    try:
+        return sorted(broker.worker_queues(timeout_s=DASHBOARD_TIMEOUT_S))
+    except broker.BrokerUnavailable:
+        log.warning("workers unavailable", exc_info=True)
+        return None
 
 
 @login_required
@@ -150,8 +204,8 @@ def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     form = ScanUploadForm(files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
-    upload = form.cleaned_data["image"]
-    job = jobs.submit_scan(patient, upload, upload.facts, request.user)
+    data = form.cleaned_data
+    job = jobs.submit_scan(patient, data["image"], data["facts"], request.user)
     return JsonResponse({"job": job_state(job)}, status=202)
 
 
@@ -186,12 +240,11 @@ def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         "review": review,
         "form": ReviewForm(initial={**initial, "comment": review.comment if review else ""}),
         "timings": _timings(job),
-        "threshold": settings.LOW_CONFIDENCE_THRESHOLD,
     }
     return render(request, "predictions/job_detail.html", context)
 
 
-def _bars(prediction: Any) -> list[dict[str, Any]]:
+def _bars(prediction: Prediction | None) -> list[Bar]:
     if prediction is None:
         return []
     return [
@@ -241,8 +294,8 @@ def job_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     job = _job(request, public_id)
     try:
         new_job = jobs.retry(job)
-    except ValueError:
-        messages.error(request, "Only a failed job can be retried.")
+    except ValueError as exc:
+        messages.error(request, f"This job cannot be retried: {exc}.")
         return redirect("portal:job", public_id=job.public_id)
     messages.success(request, "The scan was queued again.")
     return redirect("portal:job", public_id=new_job.public_id)
@@ -266,7 +319,7 @@ def job_heatmap(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
     return _private_file(prediction.heatmap.open("rb"), "image/png")
 
 
-def _private_file(handle: Any, content_type: str) -> FileResponse:
+def _private_file(handle: File, content_type: str) -> FileResponse:
     response = FileResponse(handle, content_type=content_type)
     # Patient images must not linger in shared caches.
     response["Cache-Control"] = "private, max-age=3600"

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from predictions.models import Job
-from tests.predictions.test_routing import submit
+from tests.api import submit
 from workers.config import broker_url
 
 pytestmark = [pytest.mark.integration]

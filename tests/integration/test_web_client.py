@@ -16,7 +16,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 def result_for(job: Job) -> PredictionResult:
     probabilities = {"glioma": 0.25, "meningioma": 0.25, "no_tumor": 0.25, "pituitary": 0.25}
-    return PredictionResult(str(job.public_id), "glioma", probabilities, "m-1", 3.0, "w", None)
+    return PredictionResult(
+        str(job.public_id), "glioma", probabilities, "m-1", 3.0, "w", needs_review=True
+    )
 
 
 def test_walks_a_job_through_start_image_and_result(site: str) -> None:

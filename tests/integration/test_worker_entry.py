@@ -13,10 +13,10 @@ import pytest
 
 from predictions import dispatch
 from predictions.models import Job
+from tests.entry_point import run_entry_point
 from tests.factories import JobFactory
 from tests.integration.conftest import ROOT, WORKER_SECRET, wait_for
 from tests.ops.conftest import clean_env
-from tests.workers.test_entry_point import run_entry_point
 from webapp.celery import app
 from workers.config import broker_url
 

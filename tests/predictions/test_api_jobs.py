@@ -19,7 +19,8 @@ def test_a_queued_job_has_no_result_yet(api: Any, job: Job) -> None:
     body = api.get(f"{URL}{job.public_id}/").json()
     assert body["status"] == "queued"
     assert body["result"] is None
-    assert {"id", "status", "created", "started", "finished", "error", "result"} <= set(body)
+    fields = {"id", "status", "created", "started", "finished", "failure_code", "error", "result"}
+    assert fields <= set(body)
 
 
 def test_a_succeeded_job_shows_its_result(api: Any, patient: Any) -> None:
@@ -72,6 +73,36 @@ def test_an_unfinished_job_cannot_be_retried(api: Any, job: Job) -> None:
     assert api.post(f"{URL}{job.public_id}/retry/").status_code == 400
 
 
+def test_not_a_brain_mri_shows_its_code_and_reason_and_cannot_be_retried(
+    api: Any, patient: Any
+) -> None:
+    job = JobFactory(
+        scan=ScanFactory(patient=patient),
+        status=Job.Status.FAILED,
+        failure_code="not_brain_mri",
+        error="The image looks like a CT slice.",
+    )
+    body = api.get(f"{URL}{job.public_id}/").json()
+    assert (body["status"], body["failure_code"]) == ("failed", "not_brain_mri")
+    assert body["error"] == "The image looks like a CT slice." and body["result"] is None
+    response = api.post(f"{URL}{job.public_id}/retry/")
+    assert response.status_code == 400
+    assert "not_brain_mri" in response.json()[0]
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.parametrize("needs_review", [True, False])
+def test_needs_review_is_the_stored_decision(
+    api: Any, patient: Any, settings: Any, needs_review: bool
+) -> None:
+    settings.LOW_CONFIDENCE_THRESHOLD = 0.99  # the old rule would flag every result
+    prediction = PredictionFactory(
+        job__scan=ScanFactory(patient=patient), needs_review=needs_review
+    )
+    body = api.get(f"{URL}{prediction.job.public_id}/").json()
+    assert body["result"]["needs_review"] is needs_review
+
+
 def test_heatmap_is_served_to_its_organisation_only(
     api: Any, outsider_api: Any, patient: Any
 ) -> None:
@@ -89,3 +120,22 @@ def test_the_openapi_schema_describes_the_api_but_not_the_worker_endpoints(clien
     assert "/api/v1/scans/" in schema["paths"]
     assert not any("internal" in path for path in schema["paths"])
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_the_schema_documents_the_list_filters(client: Any) -> None:
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    jobs = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
+    assert jobs["status"]["enum"] == ["failed", "queued", "running", "succeeded"]
+    assert jobs["patient"]["format"] == "uuid"
+    assert "not_brain_mri" in jobs["failure_code"]["enum"]
+    patients = schema["paths"]["/api/v1/patients/"]["get"]["parameters"]
+    assert "external_id" in {p["name"] for p in patients}
+
+
+def test_lists_filter_by_failure_code(api: Any, patient: Any) -> None:
+    refused = JobFactory(
+        scan=ScanFactory(patient=patient), status=Job.Status.FAILED, failure_code="not_brain_mri"
+    )
+    JobFactory(scan=ScanFactory(patient=patient), status=Job.Status.FAILED, failure_code="timeout")
+    rows = api.get(f"{URL}?failure_code=not_brain_mri").json()["results"]
+    assert [row["id"] for row in rows] == [str(refused.public_id)]

@@ -4,21 +4,13 @@ import io
 from typing import Any
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
 from predictions.models import Job, Scan
+from tests.api import SCANS_URL, submit, upload
 from tests.factories import PatientFactory, ScanFactory
 from tests.images import jpeg_bytes, png_bytes, png_claiming_size, truncated_jpeg
 
-URL = "/api/v1/scans/"
-
-
-def upload(content: bytes, name: str = "slice.png") -> SimpleUploadedFile:
-    return SimpleUploadedFile(name, content)
-
-
-def submit(api: Any, patient: Any, content: bytes, name: str = "slice.png") -> Any:
-    return api.post(URL, {"image": upload(content, name), "patient": str(patient.public_id)})
+URL = SCANS_URL
 
 
 @pytest.mark.parametrize("content", [png_bytes(), jpeg_bytes()], ids=["png", "jpeg"])

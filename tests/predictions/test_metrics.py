@@ -13,11 +13,12 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from predictions import jobs
 from predictions.models import Job
 from tests.factories import JobFactory
 from webapp.celery import app
 from workers.config import broker_url
-from workers.contracts import TASK_NAME
+from workers.contracts import TASK_NAME, FailureCode
 
 URL = "/metrics"
 
@@ -43,30 +44,49 @@ def own_queues(settings: Any) -> Iterator[tuple[str, str]]:
     client.close()
 
 
-def finished_job(status: str, seconds: float, error: str = "") -> Job:
+def finished_job(status: str, seconds: float, code: str = "") -> Job:
     now = timezone.now()
     return JobFactory(
-        status=status, created=now - timedelta(seconds=seconds), finished_at=now, error=error
+        status=status,
+        created=now - timedelta(seconds=seconds),
+        finished_at=now,
+        failure_code=code,
+        error="Words for people, which metrics never read." if code else "",
     )
 
 
-def test_counts_jobs_by_status_and_failures_by_reason(db: None, own_queues: Any) -> None:
+def test_counts_jobs_by_status_and_failures_by_code(db: None, own_queues: Any) -> None:
     JobFactory.create_batch(2)
     JobFactory(status=Job.Status.RUNNING)
     finished_job("succeeded", 3)
-    finished_job("failed", 200, "The job took longer than the 100 s limit.")
-    finished_job("failed", 1, "The image cannot be classified: it is blank")
-    finished_job("failed", 4000, "Gave up after 3 attempt(s): no worker finished the job")
-    finished_job("failed", 5, "Something nobody planned for")
+    counted = [FailureCode.TIMEOUT, FailureCode.INVALID_IMAGE, FailureCode.NOT_BRAIN_MRI]
+    for code in counted:
+        finished_job("failed", 5, code)
+    finished_job("failed", 4000, FailureCode.GAVE_UP)
+    finished_job("failed", 4000, FailureCode.GAVE_UP)
 
     samples = scrape(Client())
     assert samples[("mri_jobs", (("status", "queued"),))] == 2
     assert samples[("mri_jobs", (("status", "running"),))] == 1
     assert samples[("mri_jobs", (("status", "succeeded"),))] == 1
-    assert samples[("mri_jobs", (("status", "failed"),))] == 4
-    for reason in ("timeout", "invalid_image", "gave_up", "other"):
-        assert samples[("mri_job_failures_total", (("reason", reason),))] == 1
-    assert samples[("mri_job_failures_total", (("reason", "contract"),))] == 0
+    assert samples[("mri_jobs", (("status", "failed"),))] == 5
+    failures = {
+        labels[0][1]: value
+        for (name, labels), value in samples.items()
+        if name == "mri_job_failures_total"
+    }
+    expected = dict.fromkeys(FailureCode, 0.0) | dict.fromkeys(counted, 1.0)
+    assert failures == expected | {FailureCode.GAVE_UP: 2.0}
+
+
+def test_a_failure_recorded_by_the_sweeper_is_counted_as_gave_up(
+    db: None, own_queues: Any, settings: Any
+) -> None:
+    settings.JOB_MAX_ATTEMPTS = 1
+    job = JobFactory(status=Job.Status.RUNNING, attempts=1)
+    Job.objects.filter(pk=job.pk).update(started_at=timezone.now() - timedelta(days=1))
+    assert jobs.sweep() == (0, 1)
+    assert scrape(Client())[("mri_job_failures_total", (("reason", "gave_up"),))] == 1
 
 
 def test_latency_histogram_runs_from_queued_to_finished(db: None, own_queues: Any) -> None:

@@ -30,14 +30,18 @@ def test_the_result_shows_label_bars_heatmap_model_and_timings(
     assert "needs review" not in page
 
 
-def test_a_low_confidence_result_is_marked_needs_review(
-    portal: Client, patient: Any, settings: Any
+@pytest.mark.parametrize("needs_review", [True, False])
+def test_needs_review_shows_the_models_stored_decision(
+    portal: Client, patient: Any, settings: Any, needs_review: bool
 ) -> None:
-    settings.LOW_CONFIDENCE_THRESHOLD = 0.9  # the factory's top probability is 0.85
-    prediction = PredictionFactory(job__scan__patient=patient)
-    assert "needs review" in portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    settings.LOW_CONFIDENCE_THRESHOLD = 0.9  # the old rule would flag the factory's 0.85
+    prediction = PredictionFactory(job__scan__patient=patient, needs_review=needs_review)
+    page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    assert ("needs review" in page) is needs_review
     [state] = portal.get(f"/jobs/status/?id={prediction.job.public_id}").json()["jobs"]
-    assert state["needs_review"] is True
+    assert state["needs_review"] is needs_review
+    rows = portal.get(f"/patients/{patient.public_id}/").content.decode()
+    assert ("needs review" in rows) is needs_review
 
 
 def test_review_stores_who_and_when_and_shows_it(
@@ -92,6 +96,38 @@ def test_a_failed_job_shows_its_reason_and_retries_as_a_new_job(
     assert len(callbacks) == 1
     failed.refresh_from_db()
     assert failed.status == Job.Status.FAILED  # kept as history
+
+
+def test_not_a_brain_mri_is_shown_as_an_outcome_without_retry(portal: Client, patient: Any) -> None:
+    job = JobFactory(
+        scan__patient=patient,
+        status=Job.Status.FAILED,
+        failure_code="not_brain_mri",
+        error="The image looks like a photograph.",
+    )
+    page = portal.get(f"/jobs/{job.public_id}/").content.decode()
+    assert "Not a brain MRI slice" in page and "The image looks like a photograph." in page
+    assert "Retry this scan" not in page and "The job failed" not in page
+    assert 'id="predicted-label"' not in page
+    [state] = portal.get(f"/jobs/status/?id={job.public_id}").json()["jobs"]
+    assert (state["failure_code"], state["outcome"]) == ("not_brain_mri", "Not a brain MRI slice")
+    assert state["can_retry"] is False and state["label"] is None
+    assert state["status_text"] == "done"  # an answer, not a red "failed" badge
+    rows = portal.get(f"/patients/{patient.public_id}/").content.decode()
+    assert "Not a brain MRI slice" in rows
+    portal.post(f"/jobs/{job.public_id}/retry/")
+    assert Job.objects.count() == 1  # a retry cannot change the answer
+
+
+def test_the_dashboard_lists_errors_but_not_outcomes_as_failures(
+    portal: Client, patient: Any
+) -> None:
+    JobFactory(scan__patient=patient, status=Job.Status.FAILED, failure_code="timeout",
+               error="Took too long.")  # fmt: skip
+    JobFactory(scan__patient=patient, status=Job.Status.FAILED, failure_code="not_brain_mri",
+               error="A photograph.")  # fmt: skip
+    failures = list(portal.get("/").context["failures"])
+    assert [job.failure_code for job in failures] == ["timeout"]
 
 
 def test_only_a_failed_job_can_be_retried(portal: Client, prediction: Any) -> None:

@@ -9,14 +9,8 @@ import pytest
 
 from predictions import dispatch
 from predictions.models import Job
-from tests.images import png_bytes
-from tests.predictions.test_api_scans import URL, upload
-from workers.contracts import TASK_NAME
-
-
-def submit(api: Any, patient: Any, **extra: str) -> Any:
-    body = {"image": upload(png_bytes(), "slice.png"), "patient": str(patient.public_id), **extra}
-    return api.post(URL, body)
+from tests.api import submit
+from workers.contracts import CONTRACT_VERSION, TASK_NAME
 
 
 @pytest.fixture
@@ -56,7 +50,7 @@ def test_a_submission_is_sent_to_the_queue_of_its_device(
     assert job.queue == queues[expected]
     send_task.assert_called_once_with(
         TASK_NAME,
-        kwargs={"job_id": str(job.public_id), "contract_version": 1},
+        kwargs={"job_id": str(job.public_id), "contract_version": CONTRACT_VERSION},
         queue=queues[expected],
     )
 

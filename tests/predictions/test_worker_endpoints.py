@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from predictions.models import Job, Prediction
 from tests.factories import JobFactory, UserFactory
+from workers.contracts import CONTRACT_VERSION, FailureCode, FailureReport, PredictionResult
 
 SECRET = "test-worker-secret"
 PROBABILITIES = {"glioma": 0.1, "meningioma": 0.7, "no_tumor": 0.1, "pituitary": 0.1}
@@ -32,12 +33,13 @@ def url(job: Job, step: str) -> str:
 
 def result_body(**changes: Any) -> dict[str, Any]:
     body = {
-        "version": 1,
+        "version": CONTRACT_VERSION,
         "label": "meningioma",
         "probabilities": PROBABILITIES,
         "model_version": "m-1",
         "inference_ms": 9.5,
         "worker": "cpu@host",
+        "needs_review": False,
         "heatmap_png": base64.b64encode(b"\x89PNG heat").decode(),
     }
     return body | changes
@@ -81,12 +83,84 @@ def test_a_result_is_recorded_once(worker_api: Any, job: Job) -> None:
     assert prediction.heatmap.read() == b"\x89PNG heat"
 
 
-def test_a_failure_is_recorded_with_its_reason(worker_api: Any, job: Job) -> None:
+def test_what_the_worker_client_sends_is_what_the_site_stores(worker_api: Any, job: Job) -> None:
+    result = PredictionResult(
+        job_id=str(job.public_id),
+        label="meningioma",
+        probabilities=PROBABILITIES,
+        model_version="m-2",
+        inference_ms=3.25,
+        worker="gpu@host",
+        needs_review=True,
+        heatmap_png=b"\x89PNG",
+    )
+    response = worker_api.post(url(job, "result"), result.to_json(), format="json")
+    assert response.json() == {"recorded": True}
+    prediction = Prediction.objects.get(job=job)
+    stored = (prediction.label, prediction.probabilities, prediction.model_version)
+    assert stored == (result.label, result.probabilities, result.model_version)
+    assert (prediction.inference_ms, prediction.needs_review) == (3.25, True)
+    assert prediction.heatmap.read() == b"\x89PNG"
+
+
+@pytest.mark.parametrize("needs_review", [True, False])
+def test_needs_review_is_the_models_decision_not_the_sites(
+    worker_api: Any, job: Job, needs_review: bool, settings: Any
+) -> None:
+    settings.LOW_CONFIDENCE_THRESHOLD = 0.9  # the old rule would flag this 0.7 result
+    body = result_body(needs_review=needs_review)
+    worker_api.post(url(job, "result"), body, format="json")
+    assert Prediction.objects.get(job=job).needs_review is needs_review
+
+
+@pytest.mark.parametrize(("threshold", "flagged"), [(0.9, True), (0.5, False)])
+def test_a_version_1_result_gets_the_old_low_confidence_rule(
+    worker_api: Any, job: Job, settings: Any, threshold: float, flagged: bool
+) -> None:
+    settings.LOW_CONFIDENCE_THRESHOLD = threshold
+    body = result_body(version=1)
+    del body["needs_review"]
+    assert worker_api.post(url(job, "result"), body, format="json").json() == {"recorded": True}
+    assert Prediction.objects.get(job=job).needs_review is flagged
+
+
+def test_a_version_2_result_must_say_whether_it_needs_review(worker_api: Any, job: Job) -> None:
+    body = result_body()
+    del body["needs_review"]
+    response = worker_api.post(url(job, "result"), body, format="json")
+    assert response.status_code == 400
+    assert "needs_review" in response.json()
+
+
+def test_a_failure_is_recorded_with_its_code_and_reason(worker_api: Any, job: Job) -> None:
+    report = FailureReport(str(job.public_id), FailureCode.NOT_BRAIN_MRI, "a photo", "cpu@host")
+    response = worker_api.post(url(job, "failure"), report.to_json(), format="json")
+    assert response.json() == {"recorded": True}
+    job.refresh_from_db()
+    assert (job.status, job.failure_code, job.error) == ("failed", "not_brain_mri", "a photo")
+    assert job.worker == "cpu@host" and job.finished_at is not None
+
+
+def test_a_version_1_failure_without_a_code_is_a_worker_error(worker_api: Any, job: Job) -> None:
     body = {"reason": "cannot decode", "worker": "cpu@host"}
     assert worker_api.post(url(job, "failure"), body, format="json").json() == {"recorded": True}
     job.refresh_from_db()
-    assert (job.status, job.error) == ("failed", "cannot decode")
-    assert job.finished_at is not None
+    assert (job.failure_code, job.error) == ("worker_error", "cannot decode")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"reason": "r", "version": 2},
+        {"reason": "r", "version": 2, "failure_code": "bored"},
+        {"reason": "r", "version": 99, "failure_code": "timeout"},
+    ],
+    ids=["version 2 without a code", "unknown code", "other contract version"],
+)
+def test_invalid_failures_are_refused(worker_api: Any, job: Job, body: dict[str, Any]) -> None:
+    assert worker_api.post(url(job, "failure"), body, format="json").status_code == 400
+    job.refresh_from_db()
+    assert job.status == "queued"
 
 
 def test_a_failure_after_success_changes_nothing(worker_api: Any, job: Job) -> None:
@@ -126,7 +200,10 @@ def test_refuses_requests_without_the_worker_secret(
     if header:
         client.credentials(HTTP_AUTHORIZATION=header)
     method = client.get if step == "image" else client.post
-    assert method(url(job, step)).status_code in (401, 403)
+    response = method(url(job, step))
+    # Unauthenticated (no secret, a wrong one, another scheme): 401 with the scheme to use.
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Worker"
     job.refresh_from_db()
     assert job.status == "queued"
 

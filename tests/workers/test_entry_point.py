@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.entry_point import run_entry_point
 from webapp.local_redis import free_port, port_is_open, redis_executable
 from workers.__main__ import options_from, prepare_environment
 from workers.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_entry_point(timeout_s: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "REDIS_"))}
-    base |= {"PYTHONPATH": str(ROOT), "SITE_URL": "", "WORKER_SECRET": "", **env}
-    return subprocess.run(
-        [sys.executable, "-m", "workers", "--check"],
-        env=base, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +69,9 @@ def test_a_cpu_worker_hides_the_gpus() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"WORKER_ROLE": "tpu"}, "WORKER_ROLE must be gpu or cpu"),
+        ({"WORKER_ROLE": "tpu"}, "WORKER_ROLE must be one of gpu, cpu"),
         ({"WORKER_ROLE": "gpu", "WORKER_CONCURRENCY": "4"}, "one process per GPU"),
-        ({"WORKER_CONCURRENCY": "zero"}, "WORKER_CONCURRENCY must be a whole number"),
+        ({"WORKER_CONCURRENCY": "zero"}, "WORKER_CONCURRENCY must be an integer"),
         ({"WORKER_POOL": "eventlet"}, "WORKER_POOL must be one of"),
         ({"WORKER_HOST_LABEL": "my host@cloud"}, "WORKER_HOST_LABEL may hold"),
     ],
@@ -134,3 +125,15 @@ def test_a_missing_site_url_is_named(password_redis: str) -> None:
     done = run_entry_point(CELERY_BROKER_URL=f"redis://:right-password@{password_redis}/0")
     assert done.returncode == 1
     assert "FAILED site: SITE_URL must be an http(s) URL" in done.stderr
+
+
+def test_the_model_version_comes_from_the_checks_version_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from workers.__main__ import report
+    from workers.preflight import Passed
+
+    monkeypatch.delenv("WORKER_MODEL_VERSION", raising=False)
+    report(Passed("model", "the model loads (a sentence worded any way)", 1.5, "ens-2026"))
+    assert os.environ["WORKER_MODEL_VERSION"] == "ens-2026"
+    assert "ok model" in capsys.readouterr().err

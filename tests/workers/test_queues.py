@@ -20,5 +20,5 @@ def test_queue_names_are_configurable() -> None:
 
 @pytest.mark.parametrize("device", ["tpu", "GPU0", "both"])
 def test_refuses_an_unknown_default_device(device: str) -> None:
-    with pytest.raises(ConfigError, match="DEFAULT_DEVICE must be gpu or cpu"):
+    with pytest.raises(ConfigError, match="DEFAULT_DEVICE must be one of gpu, cpu"):
         default_device({"DEFAULT_DEVICE": device})

@@ -8,9 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from predictions import broker
 from predictions.models import Job
-from predictions.monitoring.metrics import known_queues, queue_depths
-from webapp.celery import app
 
 
 class Command(BaseCommand):
@@ -38,35 +37,28 @@ class Command(BaseCommand):
             self.stdout.write(render(status, stuck_after))
 
     def queues(self) -> dict[str, int | str]:
-        queues = known_queues()
+        queues = broker.known_queues()
         try:
-            return dict(queue_depths(queues))
-        except Exception as exc:
-            return dict.fromkeys(queues, f"broker unreachable: {type(exc).__name__}")
+            return dict(broker.queue_depths(queues))
+        except broker.BrokerUnavailable as exc:
+            return dict.fromkeys(queues, f"broker unreachable: {exc}")
 
     def workers(self, timeout: float) -> dict[str, dict[str, Any]]:
         """Ask every worker for its queues and, if it runs workers.control, its model."""
         try:
-            inspect = app.control.inspect(timeout=timeout)
-            queues = inspect.active_queues() or {}
-            infos = app.control.broadcast("worker_info", reply=True, timeout=timeout) or []
-        except Exception as exc:
-            return {"(broker)": {"error": f"{type(exc).__name__}: {exc}"}}
-        info = {name: reply for answer in infos for name, reply in answer.items()}
+            queues = broker.worker_queues(timeout)
+            info = broker.worker_infos(timeout)
+        except broker.BrokerUnavailable as exc:
+            return {"(broker)": {"error": str(exc)}}
         return {
-            name: {
-                "queues": [queue["name"] for queue in worker_queues],
-                "model_version": _model_version(info.get(name)),
-            }
+            name: {"queues": worker_queues, "model_version": _model_version(info.get(name))}
             for name, worker_queues in sorted(queues.items())
         }
 
     def stuck_jobs(self, stuck_after: float) -> list[dict[str, Any]]:
         now = timezone.now()
-        since = now - timedelta(seconds=stuck_after)
-        stuck = Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=since) | (
-            Job.objects.filter(status=Job.Status.RUNNING, started_at__lt=since)
-        )
+        stuck_for = timedelta(seconds=stuck_after)
+        stuck = Job.objects.stale(queued_for=stuck_for, running_for=stuck_for, now=now)
         return [
             {
                 "job": str(job.public_id),
@@ -80,10 +72,10 @@ class Command(BaseCommand):
         ]
 
 
-def _model_version(reply: Any) -> str:
-    if not isinstance(reply, dict):
+def _model_version(info: broker.WorkerInfo | None) -> str:
+    if info is None:
         return "unknown (worker has no worker_info command)"
-    return str(reply.get("model_version") or "unknown")
+    return info.get("model_version") or "unknown"
 
 
 def render(status: dict[str, Any], stuck_after: float) -> str:

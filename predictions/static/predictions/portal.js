@@ -155,12 +155,14 @@
       const parts = [el("strong", { className: "label", text: job.label }), ` ${Math.round(job.confidence * 100)}%`];
       if (job.needs_review) parts.push(" ", el("span", { className: "badge needs-review", text: "needs review" }));
       result.replaceChildren(...parts);
+    } else if (job.outcome) {
+      result.replaceChildren(el("span", { className: "badge outcome", text: job.outcome }), " ", el("span", { className: "outcome-reason", text: job.error }));
     } else if (job.status === "failed") {
       result.replaceChildren(el("span", { className: "reason", text: job.error }));
     }
     if (job.finished && !wasFinished) {
       const name = row.dataset.name || "A scan";
-      announce(`${name}: ${job.status_text}${job.label ? `, ${job.label}` : ""}.`);
+      announce(`${name}: ${job.outcome || job.status_text}${job.label ? `, ${job.label}` : ""}.`);
     }
   }
 

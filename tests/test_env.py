@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 
-from webapp.env import env_bool, env_int, env_list, env_secret
+from tests.entry_point import ROOT
+from workers.env import ConfigError, env_bool, env_choice, env_int, env_list, env_secret
 
 
 @pytest.mark.parametrize(("raw", "value"), [("true", True), ("0", False), ("Yes", True)])
@@ -18,16 +20,16 @@ def test_env_bool_reads_the_usual_spellings(
 
 def test_env_bool_refuses_anything_else(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLAG", "maybe")
-    with pytest.raises(ImproperlyConfigured, match="FLAG must be a boolean"):
+    with pytest.raises(ConfigError, match="FLAG must be a boolean"):
         env_bool("FLAG")
 
 
 def test_env_int_checks_type_and_minimum(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("N", "ten")
-    with pytest.raises(ImproperlyConfigured, match="N must be an integer"):
+    with pytest.raises(ConfigError, match="N must be an integer"):
         env_int("N", 1)
     monkeypatch.setenv("N", "0")
-    with pytest.raises(ImproperlyConfigured, match="at least 1"):
+    with pytest.raises(ConfigError, match="at least 1"):
         env_int("N", 1, minimum=1)
 
 
@@ -44,7 +46,7 @@ def test_env_secret_reads_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_a_required_secret_must_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("API_SECRET", raising=False)
-    with pytest.raises(ImproperlyConfigured, match=r"API_SECRET .* must be set"):
+    with pytest.raises(ConfigError, match=r"API_SECRET .* must be set"):
         env_secret("API_SECRET")
 
 
@@ -61,3 +63,21 @@ def test_the_site_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode != 0
     assert "SECRET_KEY (or SECRET_KEY_FILE) must be set" in result.stderr
+
+
+def test_env_choice_names_the_variable_and_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLE", "TPU")
+    with pytest.raises(ConfigError, match=r"^ROLE must be one of gpu, cpu, got 'tpu'$"):
+        env_choice("ROLE", ("gpu", "cpu"), "gpu")
+    monkeypatch.setenv("ROLE", " CPU ")
+    assert env_choice("ROLE", ("gpu", "cpu"), "gpu") == "cpu"
+
+
+def test_the_site_stops_with_one_line_naming_a_malformed_variable() -> None:
+    env = {"PATH": "/usr/bin:/bin", "DEBUG": "true", "MAX_UPLOAD_BYTES": "20MB"}
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr == "configuration: MAX_UPLOAD_BYTES must be an integer, got '20MB'\n"

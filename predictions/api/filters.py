@@ -1,0 +1,30 @@
+"""The API's query-parameter filters, which drf-spectacular documents in the OpenAPI schema."""
+
+from __future__ import annotations
+
+import django_filters
+
+from predictions.models import Job, Patient
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Job.Status.choices, help_text="The job's status.")
+    failure_code = django_filters.ChoiceFilter(
+        choices=Job._meta.get_field("failure_code").choices,
+        help_text="Why a failed job failed.",
+    )
+    patient = django_filters.UUIDFilter(
+        field_name="scan__patient__public_id", help_text="The patient's id."
+    )
+
+    class Meta:
+        model = Job
+        fields = ["status", "failure_code", "patient"]
+
+
+class PatientFilter(django_filters.FilterSet):
+    external_id = django_filters.CharFilter(help_text="The clinic's identifier (exact).")
+
+    class Meta:
+        model = Patient
+        fields = ["external_id"]
