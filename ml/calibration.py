@@ -45,7 +45,8 @@ class DecisionRule:
         labels = calibrated.argmax(axis=1)
         unsure = calibrated.max(axis=1) < self.review_threshold
         weak_no_tumor = (labels == NO_TUMOR) & (calibrated[:, NO_TUMOR] < self.no_tumor_threshold)
-        return unsure | weak_no_tumor
+        flags: np.ndarray = unsure | weak_no_tumor
+        return flags
 
     def to_metadata(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,7 +67,8 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
     logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
     logits -= logits.max(axis=1, keepdims=True)
     scaled = np.exp(logits)
-    return (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
+    calibrated: np.ndarray = (scaled / scaled.sum(axis=1, keepdims=True)).astype(np.float32)
+    return calibrated
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -159,19 +160,20 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 
 def run_train(args: argparse.Namespace) -> None:
-    from ml.train import SEED_CNN_OPTIONS, TrainingOptions, train
+    from ml.train import TrainingOptions, as_the_tutorial_trained, train
 
-    overrides: dict[str, float] = dict(SEED_CNN_OPTIONS) if args.arch == "seed_cnn" else {}
-    if args.sequence_randomisation is not None:
-        overrides["sequence_randomisation"] = args.sequence_randomisation
-    if args.learning_rate is not None:
-        overrides["learning_rate"] = args.learning_rate
     options = TrainingOptions(
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, calibration_fraction=args.calibration_fraction,
         batch_size=args.batch_size, guard=not args.no_guard, init_from=args.init_from,
-        input_size=(args.input_size, args.input_size) if args.input_size else None, **overrides,
+        input_size=(args.input_size, args.input_size) if args.input_size else None,
     )  # fmt: skip
+    if args.arch == "seed_cnn":
+        options = as_the_tutorial_trained(options)
+    if args.sequence_randomisation is not None:
+        options = dataclasses.replace(options, sequence_randomisation=args.sequence_randomisation)
+    if args.learning_rate is not None:
+        options = dataclasses.replace(options, learning_rate=args.learning_rate)
     out = args.out or default_registry_root()
     folder = train(args.data, out, options)
     if args.promote:

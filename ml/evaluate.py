@@ -16,7 +16,9 @@ from ml.labels import CLASS_NAMES
 CALIBRATION_BINS = 15
 
 
-def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+def confusion_matrix(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray, n_classes: int
+) -> np.ndarray:
     """Return counts[true, predicted] as int64 (n_classes, n_classes)."""
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
@@ -72,15 +74,15 @@ def tumour_miss_rates(
 
 
 def compute_metrics(
-    y_true: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str] = CLASS_NAMES,
     flagged: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Figures for `probabilities` against `y_true`; `flagged`: results marked "needs review"."""
-    y_true = np.asarray(y_true)
+    truth = np.asarray(y_true)
     y_pred = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(y_true, y_pred, len(class_names))
+    matrix = confusion_matrix(truth, y_pred, len(class_names))
     per_class = {}
     for index, name in enumerate(class_names):
         true_positive = matrix[index, index]
@@ -89,16 +91,16 @@ def compute_metrics(
         f1 = _ratio(2 * precision * recall, precision + recall)
         per_class[name] = {"precision": precision, "recall": recall, "f1": f1,
                            "support": int(matrix[index, :].sum())}  # fmt: skip
-    ece, calibration = expected_calibration_error(y_true, probabilities)
+    ece, calibration = expected_calibration_error(truth, probabilities)
     return {
-        "n": len(y_true),
-        "accuracy": float((y_pred == y_true).mean()) if len(y_true) else 0.0,
+        "n": len(truth),
+        "accuracy": float((y_pred == truth).mean()) if len(truth) else 0.0,
         "macro_f1": float(np.mean([c["f1"] for c in per_class.values()])),
         "per_class": per_class,
         "confusion_matrix": matrix.tolist(),
         "class_names": list(class_names),
         "tumour_miss": (
-            tumour_miss_rates(y_true, y_pred, flagged, class_names)
+            tumour_miss_rates(truth, y_pred, flagged, class_names)
             if "no_tumor" in class_names
             else None
         ),

@@ -65,11 +65,11 @@ def evaluate_source(
     if index is None:
         index = np.arange(len(dataset.labels))
     images, labels = dataset.images[index], dataset.labels[index]
-    figures = {"scope": scope, "metrics": _metrics(engine, images, labels), "probes": {}}
-    for probe in probes:
-        probed = apply_probe(probe, images, labels, seed=0)
-        figures["probes"][probe] = _metrics(engine, probed, labels)
-    return figures
+    probe_figures = {
+        probe: _metrics(engine, apply_probe(probe, images, labels, seed=0), labels)
+        for probe in probes
+    }
+    return {"scope": scope, "metrics": _metrics(engine, images, labels), "probes": probe_figures}
 
 
 def _metrics(engine: InferenceEngine, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:

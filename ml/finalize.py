@@ -95,7 +95,8 @@ def _parts(engine: InferenceEngine, folders: Sequence[Path]) -> dict[str, dict[s
         }
         if split["validation"] is None:
             raise ValueError(f"{folder} is not one of the folders the model was trained on")
-        if not len(split["calibration"]):
+        calibration = split["calibration"]
+        if calibration is None or not len(calibration):
             raise ValueError(
                 "the model kept no calibration part: train with --calibration-fraction"
             )
@@ -167,8 +168,8 @@ def guard_figures(engine: InferenceEngine, parts: dict[str, dict[str, Any]]) -> 
                                           "rate": refused / max(1, len(index))}  # fmt: skip
     validation_images, _ = _stack(parts, "validation")
     caught: dict[str, Counter[str]] = defaultdict(Counter)
-    for kind, data in outlier_test_set(validation_images):
-        refusal = engine.predict([data])[0].refusal
+    for kind, image in outlier_test_set(validation_images):
+        refusal = engine.predict([image])[0].refusal
         caught[kind]["caught" if refusal else "missed"] += 1
     report["caught"] = {
         kind: {"caught": c["caught"], "images": c["caught"] + c["missed"],

@@ -194,7 +194,8 @@ class InferenceEngine:
         return self.decision.calibrate(self._run_raw(batch))
 
     def _run_raw(self, batch: np.ndarray) -> np.ndarray:
-        return self._forward(batch.astype(np.float32, copy=False)).numpy()
+        probabilities: np.ndarray = self._forward(batch.astype(np.float32, copy=False)).numpy()
+        return probabilities
 
     def _prediction(
         self, row: np.ndarray, inference_ms: float, refusal: str | None = None

@@ -17,7 +17,7 @@ LAST_CONV_LAYER = "last_conv"
 
 
 @keras.saving.register_keras_serializable(package="mri")
-class PerImageStandardization(layers.Layer):
+class PerImageStandardization(layers.Layer):  # type: ignore[misc]  # Keras ships no types
     """Scale each image to zero mean and unit variance.
 
     MRI intensity has no absolute unit: scanners and protocols differ in gain, so
@@ -31,7 +31,7 @@ class PerImageStandardization(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mri")
-class Rescale(layers.Layer):
+class Rescale(layers.Layer):  # type: ignore[misc]  # Keras ships no types
     """`x / 255`, as the tutorial's ImageDataGenerator did (a plain layer, safe to reload)."""
 
     def call(self, inputs: Any) -> Any:
@@ -39,7 +39,7 @@ class Rescale(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mri")
-class HorizontalFlip(layers.Layer):
+class HorizontalFlip(layers.Layer):  # type: ignore[misc]  # Keras ships no types
     """Mirror left and right: the test-time twin of the training flip (brains are symmetric)."""
 
     def call(self, inputs: Any) -> Any:
@@ -156,7 +156,7 @@ def estimate_flops(model: keras.Model) -> int:
     return 2 * total
 
 
-class ServingGroupNormalization(layers.GroupNormalization):
+class ServingGroupNormalization(layers.GroupNormalization):  # type: ignore[misc]  # Keras ships no types
     """Channels-last GroupNormalization, same weights and outputs; `mri_cnn` runs 1.7x faster.
 
     Keras reduces a 5-D (n, h, w, groups, channels/groups) view of the tensor, which

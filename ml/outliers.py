@@ -190,7 +190,8 @@ def chest_xray(rng: np.random.Generator, side: int) -> Image.Image:
 
 def _ellipse_mask(rng: np.random.Generator, side: int) -> np.ndarray:
     y, x = np.mgrid[0:side, 0:side] / side - 0.5
-    return (x / rng.uniform(0.33, 0.42)) ** 2 + (y / rng.uniform(0.4, 0.47)) ** 2 < 1
+    mask: np.ndarray = (x / rng.uniform(0.33, 0.42)) ** 2 + (y / rng.uniform(0.4, 0.47)) ** 2 < 1
+    return mask
 
 
 def _depth(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -310,7 +311,8 @@ def package_images() -> Iterator[tuple[str, bytes]]:
             package = __import__(module)
         except ImportError:
             continue
-        folders.append(Path(package.__file__).parent / sub)
+        if package.__file__:
+            folders.append(Path(package.__file__).parent / sub)
     for folder in folders:
         for path in sorted(folder.glob("*")):
             if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".gif", ".tif"}:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import time
@@ -50,8 +51,11 @@ class TrainingOptions:
         return SplitOptions(self.val_fraction, self.calibration_fraction, self.split_seed)
 
 
-# The tutorial trained plainly: Adam, cross-entropy, batch 32, no class weights.
-SEED_CNN_OPTIONS = {"learning_rate": 1e-3, "label_smoothing": 0.0, "sequence_randomisation": 0.0}
+def as_the_tutorial_trained(options: TrainingOptions) -> TrainingOptions:
+    """The tutorial trained plainly: Adam at 1e-3, cross-entropy, no intensity tricks."""
+    return dataclasses.replace(
+        options, learning_rate=1e-3, label_smoothing=0.0, sequence_randomisation=0.0
+    )
 
 
 def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOptions) -> Path:
@@ -173,7 +177,8 @@ def _batches(images: np.ndarray, labels: np.ndarray) -> Any:
 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:
-    return np.eye(len(CLASS_NAMES), dtype=np.float32)[labels]
+    encoded: np.ndarray = np.eye(len(CLASS_NAMES), dtype=np.float32)[labels]
+    return encoded
 
 
 def _steps(n: int, batch_size: int) -> int:
@@ -192,7 +197,7 @@ def _class_weights(sources: Sequence[Source], options: TrainingOptions) -> dict[
     return {i: float(1 / (len(CLASS_NAMES) * share)) for i, share in enumerate(seen)}
 
 
-class EpochLine(keras.callbacks.Callback):
+class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]  # Keras ships no types
     """One line per epoch: progress for a 2-core CPU run that takes minutes."""
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:

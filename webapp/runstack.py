@@ -29,12 +29,16 @@ from types import FrameType
 
 from webapp.local_redis import RedisUnavailable, port_is_open, start_redis
 from workers.config import cpu_queue, inference_queue
+from workers.env import ConfigError, env_float, env_int, env_str
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = Path(os.environ.get("VAR_DIR") or ROOT / "var")
-WEB_PORT = int(os.environ.get("WEB_PORT", "8000"))
-FLOWER_PORT = int(os.environ.get("FLOWER_PORT", "5555"))
-GRACE_S = float(os.environ.get("RUNSTACK_GRACE_S", "15"))
+try:
+    VAR = Path(env_str("VAR_DIR") or ROOT / "var")
+    WEB_PORT = env_int("WEB_PORT", 8000, minimum=1)
+    FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1)
+    GRACE_S = env_float("RUNSTACK_GRACE_S", 15.0, minimum=0.0)
+except ConfigError as exc:
+    sys.exit(f"[runstack] {exc}")
 FIRST_DELAY_S, MAX_DELAY_S = 1.0, 30.0
 # A run shorter than this is a crash on start-up; this many in a row and we give up.
 STABLE_S, MAX_QUICK_EXITS = 60.0, 5
