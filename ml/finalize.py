@@ -33,6 +33,7 @@ from ml.calibration import (
     fit_temperature,
 )
 from ml.data import load_dataset
+from ml.errors import InvalidImageError
 from ml.evaluate import compute_metrics, write_reports
 from ml.guard import (
     GuardSettings,
@@ -169,8 +170,11 @@ def guard_figures(engine: InferenceEngine, parts: dict[str, dict[str, Any]]) -> 
     validation_images, _ = _stack(parts, "validation")
     caught: dict[str, Counter[str]] = defaultdict(Counter)
     for kind, image in outlier_test_set(validation_images):
-        refusal = engine.predict([image])[0].refusal
-        caught[kind]["caught" if refusal else "missed"] += 1
+        try:
+            refused = engine.predict([image])[0].refusal is not None
+        except InvalidImageError:
+            refused = True  # the site refuses it at upload already
+        caught[kind]["caught" if refused else "missed"] += 1
     report["caught"] = {
         kind: {"caught": c["caught"], "images": c["caught"] + c["missed"],
                "rate": c["caught"] / max(1, c["caught"] + c["missed"])}

@@ -315,5 +315,5 @@ def package_images() -> Iterator[tuple[str, bytes]]:
             folders.append(Path(package.__file__).parent / sub)
     for folder in folders:
         for path in sorted(folder.glob("*")):
-            if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".gif", ".tif"}:
+            if path.suffix.lower() in {".png", ".jpg", ".jpeg"}:  # what uploads accept
                 yield f"{folder.parent.name}/{path.name}", path.read_bytes()

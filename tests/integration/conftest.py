@@ -147,11 +147,13 @@ def caller(site: str) -> tuple[requests.Session, Any]:
     return session, PatientFactory(organisation=user.membership.organisation)
 
 
-def submit(site: str, caller: tuple[requests.Session, Any]) -> dict[str, Any]:
+def submit(
+    site: str, caller: tuple[requests.Session, Any], image: bytes | None = None
+) -> dict[str, Any]:
     session, patient = caller
     response = session.post(
         f"{site}/api/v1/scans/",
-        files={"image": ("slice.png", tests.images.png_bytes(128), "image/png")},
+        files={"image": ("slice.png", image or tests.images.png_bytes(128), "image/png")},
         data={"patient": str(patient.public_id)},
         timeout=30,
     )

@@ -105,7 +105,7 @@ def test_another_training_seed_keeps_the_validation_split(trained: Path, tmp_pat
     """Models trained with different seeds are compared (and ensembled) on one split."""
     first = ModelRegistry(trained / "models").active_path()
     assert run_cli("train", "--data", str(trained / "data"), "--arch", "tiny", "--epochs", "1",
-                   "--seed", "2", "--out", str(tmp_path)) == 0  # fmt: skip
+                   "--seed", "2", "--no-guard", "--out", str(tmp_path)) == 0  # fmt: skip
     (second,) = tmp_path.iterdir()
     metadatas = [json.loads((folder / METADATA_FILE).read_text()) for folder in (first, second)]
     assert metadatas[0]["training_data"] == metadatas[1]["training_data"]
@@ -117,7 +117,7 @@ def test_train_at_another_input_size_serves_at_that_size(trained: Path, tmp_path
     from ml.inference import InferenceEngine
 
     assert run_cli("train", "--data", str(trained / "data"), "--arch", "tiny", "--epochs", "1",
-                   "--input-size", "40", "--out", str(tmp_path)) == 0  # fmt: skip
+                   "--input-size", "40", "--no-guard", "--out", str(tmp_path)) == 0  # fmt: skip
     (folder,) = tmp_path.iterdir()
     assert json.loads((folder / METADATA_FILE).read_text())["input_size"] == [40, 40]
     engine = InferenceEngine.load(folder)
