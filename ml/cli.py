@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--init-from",
         type=Path,
-        help="artefact folder to start from (fine-tune; an ensemble gives its first member)",
+        help="artefact folder to start from (fine-tune); of an ensemble, --init-member's weights",
     )
+    train.add_argument("--init-member", type=int, default=0, help="which ensemble member")
     train.add_argument("--learning-rate", type=float, help="peak of the cosine schedule")
     train.add_argument(
         "--no-guard", action="store_true", help="skip training the guard (ml calibrate does it)"
@@ -166,6 +167,7 @@ def run_train(args: argparse.Namespace) -> None:
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, calibration_fraction=args.calibration_fraction,
         batch_size=args.batch_size, guard=not args.no_guard, init_from=args.init_from,
+        init_member=args.init_member,
         input_size=(args.input_size, args.input_size) if args.input_size else None,
     )  # fmt: skip
     if args.arch == "seed_cnn":

@@ -49,7 +49,7 @@ from ml.registry import METADATA_FILE
 from ml.sources import held_out_part, source_name
 
 CACHE = Path("artifacts/cache")
-OUTLIER_TRAINING_IMAGES = 4000
+OUTLIER_TRAINING_IMAGES = 6000
 OUTLIER_TEST_PER_KIND = 60
 
 

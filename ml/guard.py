@@ -180,7 +180,7 @@ def train_guard(
     positives: np.ndarray,
     negatives: np.ndarray,
     seed: int = 1337,
-    epochs: int = 12,
+    epochs: int = 20,
     progress: Any = print,
 ) -> Any:
     """Fit the guard network: brain MRI slices (1) against outliers (0)."""

@@ -4,7 +4,7 @@ Nothing is downloaded or committed. Each generator takes a numpy random
 generator and a side length and returns a PIL image. The kinds:
 
 - `noise`, `blank`, `gradient`, `shapes`: what a broken export or a test
-  pattern looks like;
+  pattern looks like; `texture`: grey fractal noise, stripes, tiles;
 - `document`, `screenshot`: rendered text, forms and windows;
 - `photo_like`: smooth colour fields with objects, a stand-in for photographs;
 - `chest_xray`: a synthetic frontal chest radiograph (lungs, ribs, spine, heart);
@@ -94,6 +94,29 @@ def noise(rng: np.random.Generator, side: int) -> Image.Image:
     return Image.fromarray(coarse.astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC)
 
 
+def texture(rng: np.random.Generator, side: int) -> Image.Image:
+    """Grey natural-looking texture: noise summed over octaves, stripes, or a checkerboard."""
+    kind = rng.integers(3)
+    y, x = np.mgrid[0:side, 0:side] / side
+    if kind == 0:  # fractal noise, like gravel, grass, clouds, bark
+        values = np.zeros((side, side))
+        for octave in range(int(rng.integers(3, 7))):
+            cells = 2 ** (octave + 2)
+            coarse = rng.uniform(0, 1, (cells, cells)).astype(np.float32)
+            layer = Image.fromarray(coarse, mode="F").resize((side, side), Image.Resampling.BICUBIC)
+            values += np.asarray(layer) * rng.uniform(0.3, 1.0) ** octave
+    elif kind == 1:  # stripes and weaves
+        angle, frequency = rng.uniform(0, np.pi), rng.uniform(6, 60)
+        values = np.sin((np.cos(angle) * x + np.sin(angle) * y) * frequency)
+        values += rng.uniform(0, 1) * np.sin((x - y) * rng.uniform(6, 60))
+    else:  # tiles, bricks
+        cells = int(rng.integers(3, 20))
+        values = ((x * cells).astype(int) + (y * cells * rng.uniform(0.5, 2)).astype(int)) % 2
+        values = values + rng.normal(0, 0.15, values.shape)
+    values = (values - values.min()) / (np.ptp(values) + 1e-6) * rng.uniform(80, 255)
+    return _to_image(values + rng.uniform(0, 60))
+
+
 def blank(rng: np.random.Generator, side: int) -> Image.Image:
     level = float(rng.choice([0, 255, rng.uniform(0, 255)]))
     return _to_image(np.full((side, side), level) + rng.normal(0, rng.uniform(0, 2), (side, side)))
@@ -157,6 +180,7 @@ def screenshot(rng: np.random.Generator, side: int) -> Image.Image:
 
 
 def photo_like(rng: np.random.Generator, side: int) -> Image.Image:
+    """Smooth colour fields with blurred objects; one in three in grey, as a grey photograph."""
     coarse = rng.uniform(0, 255, (3, 3, 3))
     field = np.asarray(
         Image.fromarray(coarse.astype(np.uint8)).resize((side, side), Image.Resampling.BICUBIC),
@@ -169,7 +193,8 @@ def photo_like(rng: np.random.Generator, side: int) -> Image.Image:
         r = int(rng.integers(side // 12, side // 3))
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         draw.ellipse([x - r, y - r, x + r, y + r // 2], fill=colour)
-    return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 3))))
+    image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 3))))
+    return image.convert("L") if rng.random() < 1 / 3 else image
 
 
 def chest_xray(rng: np.random.Generator, side: int) -> Image.Image:
@@ -269,6 +294,7 @@ def _edge(mask: np.ndarray) -> np.ndarray:
 
 GENERATORS: dict[str, Generator] = {
     "noise": noise,
+    "texture": texture,
     "blank": blank,
     "gradient": gradient,
     "shapes": shapes,

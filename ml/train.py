@@ -44,8 +44,9 @@ class TrainingOptions:
     calibration_fraction: float = 0.1
     sequence_randomisation: float = augment.SEQUENCE_RANDOMISATION
     guard: bool = True  # train the out-of-distribution guard after the model (minutes)
-    # Start from a trained artefact's weights (an ensemble's first member), not at random.
+    # Start from a trained artefact's weights (of an ensemble, member `init_member`).
     init_from: Path | None = None
+    init_member: int = 0
 
     def split(self) -> SplitOptions:
         return SplitOptions(self.val_fraction, self.calibration_fraction, self.split_seed)
@@ -72,7 +73,7 @@ def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOpti
     sources = load_sources(folders, config, options.split(), options.cache_dir)
     model = build_model(options.architecture, input_size=options.input_size)
     if options.init_from is not None:
-        start_from(model, options.init_from)
+        start_from(model, options.init_from, options.init_member)
     train_size = sum(len(source.train) for source in sources)
     steps = _steps(train_size, options.batch_size)
     compile_model(model, options, steps=steps)
@@ -101,22 +102,22 @@ def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOpti
     return folder
 
 
-def start_from(model: keras.Model, artefact_dir: Path) -> None:
+def start_from(model: keras.Model, artefact_dir: Path, member: int = 0) -> None:
     """Copy the weights of a trained artefact of the same architecture into `model`.
 
-    Of an ensemble, its first member's. Fine-tuning a trained network with new
+    Of an ensemble, its member number `member`. Fine-tuning a trained network with new
     augmentation is far cheaper than training from nothing on a 2-core CPU.
     """
     import ml.model  # noqa: F401  registers the custom layers
 
     trained = keras.saving.load_model(Path(artefact_dir) / MODEL_FILE, compile=False)
-    if f"{MEMBER_PREFIX}0" in {layer.name for layer in trained.layers}:
-        trained = trained.get_layer(f"{MEMBER_PREFIX}0")
+    if f"{MEMBER_PREFIX}{member}" in {layer.name for layer in trained.layers}:
+        trained = trained.get_layer(f"{MEMBER_PREFIX}{member}")
     weights = trained.get_weights()
     if [w.shape for w in weights] != [w.shape for w in model.get_weights()]:
         raise ValueError(f"{artefact_dir} is not a {model.name} of the same input size")
     model.set_weights(weights)
-    print(f"starting from the weights of {artefact_dir}", flush=True)
+    print(f"starting from the weights of {artefact_dir} (member {member})", flush=True)
 
 
 def _watched_part(sources: Sequence[Source]) -> str:
@@ -279,7 +280,11 @@ def build_metadata(
             "sequence_randomisation": options.sequence_randomisation,
             "early_stopping_on": _watched_part(sources),
             "seed": options.seed,
-            "initialised_from": Path(options.init_from).name if options.init_from else None,
+            "initialised_from": (
+                f"{Path(options.init_from).name} member {options.init_member}"
+                if options.init_from
+                else None
+            ),
             "seconds": round(seconds, 1),
         },
         "validation": _headline(metrics) if metrics else None,
