@@ -116,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--no-guard", action="store_true", help="fit the decision rule only")
     calibrate.set_defaults(handler=run_calibrate)
 
+    card = commands.add_parser("card", help="print a model's figure tables for its model card")
+    card.add_argument("--model", type=Path, help="artefact folder (default: active model)")
+    card.set_defaults(handler=run_card)
+
     predict = commands.add_parser("predict", help="classify images; one JSON line each")
     predict.add_argument("--model", type=Path, help="artefact folder (default: active model)")
     predict.add_argument("images", nargs="+", type=Path)
@@ -207,6 +211,12 @@ def run_calibrate(args: argparse.Namespace) -> None:
 
     target = TARGET_MISS_RATE if args.target_miss_rate is None else args.target_miss_rate
     calibrate(args.model, args.data, target, with_guard=not args.no_guard)
+
+
+def run_card(args: argparse.Namespace) -> None:
+    from ml.card import figure_tables
+
+    print(figure_tables(json.loads((_model_path(args) / "metadata.json").read_text())))
 
 
 def run_predict(args: argparse.Namespace) -> int:
