@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 def test_one_epoch_on_the_real_training_folder_writes_honest_figures(tmp_path: Path) -> None:
     from ml.train import TrainingOptions, train
 
-    options = TrainingOptions(architecture="tiny", epochs=1, cache_dir=tmp_path / "cache")
+    options = TrainingOptions(
+        architecture="tiny", epochs=1, cache_dir=tmp_path / "cache", guard=False
+    )
     folder = train(DATA, tmp_path / "models", options)
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["training_data"]["images"] == 2870
