@@ -230,8 +230,11 @@ def save_guard(
     artefact_dir: Path, model: Any, settings: GuardSettings, report: dict[str, Any]
 ) -> None:
     """Write guard.keras and the guard's settings and figures into the artefact's metadata."""
+    import keras
+
     folder = Path(artefact_dir)
-    model.save(folder / GUARD_FILE)
+    # Without the optimizer's state: serving never needs it, and it is two thirds of the file.
+    keras.Model(model.inputs, model.outputs, name=model.name).save(folder / GUARD_FILE)
     path = folder / METADATA_FILE
     metadata = json.loads(path.read_text())
     metadata["guard"] = {**asdict(settings), "figures": report}
