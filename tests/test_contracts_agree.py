@@ -29,4 +29,6 @@ def test_the_sites_failure_codes_are_the_contracts() -> None:
 
 def test_the_result_carries_every_field_of_the_models_answer() -> None:
     answer = set(Classification.__dataclass_fields__)
-    assert answer <= set(PredictionResult.__dataclass_fields__)
+    # A refusal is no result: it travels as a failure report with its own code.
+    assert "refusal" in answer and FailureCode.NOT_BRAIN_MRI in set(FailureCode)
+    assert answer - {"refusal"} <= set(PredictionResult.__dataclass_fields__)

@@ -60,7 +60,7 @@ def test_the_plain_checks_refuse_a_blank_and_a_colour_picture_whatever_the_netwo
 ) -> None:
     lenient = Guard(tiny_guard.network, GuardSettings(threshold=0.0))
     blank = encode(Image.new("L", (100, 100), 90), "PNG")
-    colour = encode(outliers.photo_like(np.random.default_rng(1), 160), "PNG")
+    colour = encode(outliers.screenshot(np.random.default_rng(1), 160), "PNG")
     arrays = np.stack([preprocess_bytes(d, CONFIG) for d in (blank, colour)])
     refusals = lenient.refusals([blank, colour], arrays)
     assert refusals[0] is not None and "blank" in refusals[0]
