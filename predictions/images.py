@@ -7,6 +7,7 @@ decompression bomb is refused from its header before Pillow allocates its pixels
 from __future__ import annotations
 
 import hashlib
+import struct
 import warnings
 from dataclasses import dataclass
 from typing import IO
@@ -16,6 +17,13 @@ from django.core.exceptions import ValidationError
 from PIL import Image, UnidentifiedImageError
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+
+# What Pillow's readers raise on a malformed file; any of them is the uploader's fault, a 400.
+DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+
+# Pillow's PNG reader raises a bare ValueError with these words for a text chunk (zTXt, iTXt)
+# that inflates past its limits: a compressed-text bomb, not a damaged picture.
+_TEXT_BOMB_MESSAGES = ("Decompressed data too large", "Too much memory used in text chunks")
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,8 @@ def _open(upload: IO[bytes]) -> tuple[Image.Image, str]:
         raise ValidationError(
             f"The image is too large in pixels: {exc}", code="too_many_pixels"
         ) from None
+    except DECODER_ERRORS as exc:
+        raise _undecodable(exc) from None
     content_type = CONTENT_TYPES.get(image.format or "")
     if content_type is None:
         raise ValidationError(
@@ -92,10 +102,24 @@ def _decode_fully(image: Image.Image) -> None:
     """Decode every pixel: only a full decode finds a truncated or corrupt file."""
     try:
         image.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
         raise ValidationError(
-            f"The image is truncated or corrupt and cannot be decoded ({exc}).", code="corrupt"
+            f"The image is too large in pixels: {exc}", code="too_many_pixels"
         ) from None
+    except DECODER_ERRORS as exc:
+        raise _undecodable(exc) from None
+
+
+def _undecodable(exc: Exception) -> ValidationError:
+    """Return the 400's reason for a Pillow reader error."""
+    if isinstance(exc, ValueError) and str(exc).startswith(_TEXT_BOMB_MESSAGES):
+        return ValidationError(
+            "The image has corrupt or malicious metadata: a text chunk inflates past the limit.",
+            code="bad_metadata",
+        )
+    return ValidationError(
+        f"The image is truncated or corrupt and cannot be decoded ({exc}).", code="corrupt"
+    )
 
 
 def _sha256(upload: IO[bytes]) -> str:

@@ -80,3 +80,26 @@ def png_claiming_size(width: int, height: int) -> bytes:
     chunk = b"IHDR" + fields
     crc = struct.pack(">I", zlib.crc32(chunk) & 0xFFFFFFFF)
     return whole[:ihdr_start] + chunk + crc + whole[ihdr_start + 4 + 13 + 4 :]
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return struct.pack(">I", len(data)) + kind + data + crc
+
+
+def png_with_text_bomb(before_pixels: bool = True) -> bytes:
+    """A valid tiny PNG with a zTXt chunk whose text inflates past Pillow's text limit.
+
+    A few kilobytes on the wire, megabytes once inflated: Pillow refuses it with a
+    `ValueError` while reading the chunks, before or after the pixels.
+    """
+    from PIL import PngImagePlugin
+
+    text = zlib.compress(b"A" * (PngImagePlugin.MAX_TEXT_CHUNK + 1), 9)
+    bomb = _chunk(b"zTXt", b"Comment\x00\x00" + text)
+    whole = png_bytes(8)
+    end_of_ihdr = 8 + 4 + 4 + 13 + 4  # signature, then IHDR's length, type, fields and CRC
+    iend = whole.rindex(b"IEND") - 4
+    if before_pixels:
+        return whole[:end_of_ihdr] + bomb + whole[end_of_ihdr:]
+    return whole[:iend] + bomb + whole[iend:]

@@ -8,7 +8,13 @@ import pytest
 from predictions.models import Job, Scan
 from tests.api import SCANS_URL, submit, upload
 from tests.factories import PatientFactory, ScanFactory
-from tests.images import jpeg_bytes, png_bytes, png_claiming_size, truncated_jpeg
+from tests.images import (
+    jpeg_bytes,
+    png_bytes,
+    png_claiming_size,
+    png_with_text_bomb,
+    truncated_jpeg,
+)
 
 URL = SCANS_URL
 
@@ -45,6 +51,8 @@ BAD_UPLOADS = {
     "bomb beyond Pillow's limit": (png_claiming_size(50_000, 50_000), "too large in pixels"),
     "over our pixel limit": (png_claiming_size(8_000, 8_000), "the limit is 40,000,000 pixels"),
     "unsupported format": (None, "not accepted"),
+    "text bomb before the pixels": (png_with_text_bomb(before_pixels=True), "malicious metadata"),
+    "text bomb after the pixels": (png_with_text_bomb(before_pixels=False), "malicious metadata"),
 }
 
 

@@ -11,7 +11,13 @@ from django.test import Client
 from PIL import Image
 
 from predictions.models import Job, Scan
-from tests.images import jpeg_bytes, png_bytes, png_claiming_size, truncated_jpeg
+from tests.images import (
+    jpeg_bytes,
+    png_bytes,
+    png_claiming_size,
+    png_with_text_bomb,
+    truncated_jpeg,
+)
 
 
 def gif_bytes() -> bytes:
@@ -51,6 +57,8 @@ BAD_UPLOADS = {
     "bomb beyond Pillow's limit": png_claiming_size(50_000, 50_000),
     "over our pixel limit": png_claiming_size(8_000, 8_000),
     "unsupported format": gif_bytes(),
+    "text bomb before the pixels": png_with_text_bomb(before_pixels=True),
+    "text bomb after the pixels": png_with_text_bomb(before_pixels=False),
 }
 
 
