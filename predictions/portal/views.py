@@ -320,10 +320,8 @@ def job_heatmap(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
 
 
 def _private_file(handle: File, content_type: str) -> FileResponse:
-    response = FileResponse(handle, content_type=content_type)
-    # Patient images must not linger in shared caches.
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    # No Cache-Control here: NoStoreMiddleware keeps patient images out of every cache.
+    return FileResponse(handle, content_type=content_type)
 
 
 @login_required
