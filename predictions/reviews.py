@@ -21,6 +21,9 @@ from predictions.models import LABELS, Job, Organisation, Review, Scan
 
 EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 
+# A TextField's max_length is not enforced by the database, so it is checked here.
+COMMENT_MAX_LENGTH: int = Review._meta.get_field("comment").max_length or 2000
+
 
 def record_review(job: Job, label: str, comment: str, user: User | AnonymousUser) -> Review:
     """Store (or replace) the verdict on a succeeded job, with who gave it and when."""
@@ -28,12 +31,18 @@ def record_review(job: Job, label: str, comment: str, user: User | AnonymousUser
         raise ValueError("only a finished result can be reviewed")
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}")
+    comment = comment.strip()
+    if len(comment) > COMMENT_MAX_LENGTH:
+        raise ValueError(
+            f"the comment is {len(comment):,} characters long; "
+            f"the limit is {COMMENT_MAX_LENGTH:,} characters"
+        )
     review, _ = Review.objects.update_or_create(
         job=job,
         defaults={
             "label": label,
             "confirmed": label == job.prediction.label,
-            "comment": comment.strip(),
+            "comment": comment,
             "reviewed_by": user if isinstance(user, User) else None,
             "reviewed_at": timezone.now(),
         },

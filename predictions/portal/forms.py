@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 
 from predictions.images import inspect_upload
 from predictions.models import LABELS, Organisation, Patient
+from predictions.reviews import COMMENT_MAX_LENGTH
 
 
 class PatientForm(forms.ModelForm):
@@ -54,10 +55,22 @@ class ReviewForm(forms.Form):
         choices=[(label, label.replace("_", " ")) for label in LABELS],
         widget=forms.RadioSelect,
         label="Reviewed label",
+        error_messages={
+            "required": "Choose one of the four labels.",
+            "invalid_choice": "Choose one of the four labels.",
+        },
     )
     comment = forms.CharField(
         required=False,
-        max_length=2000,
+        max_length=COMMENT_MAX_LENGTH,
+        error_messages={
+            "max_length": "The comment is %(show_value)d characters long; "
+            "the limit is %(limit_value)d characters."
+        },
         widget=forms.Textarea(attrs={"rows": 3}),
         label="Comment (optional)",
     )
+
+    def error_text(self) -> str:
+        """Return every field's errors as one sentence per error, for a flash message."""
+        return " ".join(str(error) for errors in self.errors.values() for error in errors)

@@ -284,7 +284,7 @@ def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         verdict = "confirmed" if review.confirmed else f"corrected to {review.label}"
         messages.success(request, f"Review saved: {verdict}.")
     else:
-        messages.error(request, "Choose one of the four labels.")
+        messages.error(request, form.error_text())
     return redirect("portal:job", public_id=job.public_id)
 
 

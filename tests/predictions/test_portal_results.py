@@ -10,6 +10,7 @@ import time_machine
 from django.core.files.base import ContentFile
 from django.test import Client
 
+from predictions import reviews
 from predictions.models import Job, Review
 from tests.factories import JobFactory, PredictionFactory
 
@@ -74,6 +75,32 @@ def test_confirming_keeps_the_models_label_and_a_second_review_replaces_the_firs
 def test_review_needs_one_of_the_four_labels(portal: Client, prediction: Any, label: str) -> None:
     portal.post(f"/jobs/{prediction.job.public_id}/review/", {"label": label})
     assert not Review.objects.exists()
+
+
+def test_a_review_without_a_label_says_to_choose_one(portal: Client, prediction: Any) -> None:
+    url = f"/jobs/{prediction.job.public_id}/review/"
+    page = portal.post(url, {"label": ""}, follow=True).content.decode()
+    assert "Choose one of the four labels." in page
+
+
+def test_a_review_comment_over_the_limit_is_refused_for_its_length(
+    portal: Client, prediction: Any
+) -> None:
+    url = f"/jobs/{prediction.job.public_id}/review/"
+    response = portal.post(url, {"label": "glioma", "comment": "x" * 2001}, follow=True)
+    page = response.content.decode()
+    assert "The comment is 2001 characters long; the limit is 2000 characters." in page
+    assert "Choose one of the four labels" not in page
+    assert not Review.objects.exists()
+
+
+def test_recording_a_review_refuses_a_comment_over_the_limit(
+    clinician: Any, prediction: Any
+) -> None:
+    with pytest.raises(ValueError, match="the limit is 2,000 characters"):
+        reviews.record_review(prediction.job, "glioma", "x" * 2001, clinician)
+    reviews.record_review(prediction.job, "glioma", "x" * 2000, clinician)
+    assert len(Review.objects.get().comment) == 2000
 
 
 def test_an_unfinished_job_cannot_be_reviewed(portal: Client, patient: Any) -> None:
