@@ -80,6 +80,26 @@ def env_list(
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_basic_auth(name: str, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Return the `user:password` pairs in `name` (comma-separated); [] when unset.
+
+    Every pair needs a user and a password: an empty password would let anyone in who
+    knows (or guesses) the user name. The message never repeats a value.
+    """
+    raw = env_str(name, environ=environ)
+    if not raw:
+        return []
+    pairs = [pair.strip() for pair in raw.split(",")]
+    for number, pair in enumerate(pairs, start=1):
+        user, colon, password = pair.partition(":")
+        if not (colon and user.strip() and password):
+            raise ConfigError(
+                f"{name} must be user:password pairs, each with a user and a non-empty "
+                f"password (pair {number} of {len(pairs)} is not)"
+            )
+    return pairs
+
+
 def env_choice(
     name: str, choices: Sequence[str], default: str, environ: Mapping[str, str] = os.environ
 ) -> str:

@@ -6,15 +6,23 @@ only: `FLOWER_BASIC_AUTH=user:password[,user2:password2]`, or OAuth with
 `FLOWER_AUTH` (a regex of allowed e-mails), `FLOWER_AUTH_PROVIDER`,
 `FLOWER_OAUTH2_KEY`, `FLOWER_OAUTH2_SECRET`, `FLOWER_OAUTH2_REDIRECT_URI`
 (docs/operations.md). Flower refuses to start with neither: its pages show every
-worker and task and can shut workers down. A malformed number stops it with one
-line naming the variable, not a traceback.
+worker and task and can shut workers down. A malformed number, or a basic-auth pair
+with an empty user or password, stops it with one line naming the variable, not a
+traceback.
 """
 
 from __future__ import annotations
 
-from workers.env import ConfigError, env_float, env_int, env_str
+from workers.env import ConfigError, env_basic_auth, env_float, env_int, env_str
 
-if not (env_str("FLOWER_BASIC_AUTH") or env_str("FLOWER_AUTH")):
+try:
+    # An empty password (`ops:`, `:`) is no authentication at all, so it is refused too.
+    # Not named `basic_auth`: Flower would read any name matching its options from this file.
+    _basic_auth_pairs = env_basic_auth("FLOWER_BASIC_AUTH")
+except ConfigError as exc:
+    raise SystemExit(f"flower: {exc}") from None
+
+if not (_basic_auth_pairs or env_str("FLOWER_AUTH")):
     raise SystemExit(
         "flower: set FLOWER_BASIC_AUTH=user:password (or FLOWER_AUTH with OAuth); "
         "it will not run without authentication"

@@ -38,6 +38,20 @@ def test_a_bad_setting_stops_flower_with_one_line(env: dict[str, str], message: 
     assert len(done.stderr.strip().splitlines()) == 1  # no traceback
 
 
+@pytest.mark.parametrize("auth", ["ops:", ":", "ops", ":secret", "ops:secret,viewer:", ","])
+def test_a_basic_auth_pair_without_a_user_or_password_stops_flower(auth: str) -> None:
+    done = execute_config(FLOWER_BASIC_AUTH=auth)
+    assert done.returncode != 0
+    assert done.stderr.startswith("flower: FLOWER_BASIC_AUTH must be user:password pairs")
+    assert len(done.stderr.strip().splitlines()) == 1  # no traceback
+    assert "secret" not in done.stderr  # the message never repeats a password
+
+
+def test_several_basic_auth_pairs_pass() -> None:
+    done = execute_config(FLOWER_BASIC_AUTH="ops:secret,viewer:other")
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def test_good_settings_pass() -> None:
     done = execute_config(FLOWER_BASIC_AUTH="ops:secret", FLOWER_MAX_TASKS="500")
     assert (done.returncode, done.stderr) == (0, "")
