@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -25,10 +26,25 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
+    """Answer 200 or 503 with each check's ok; errors and worker names only to operators."""
     ready, checks = health.readiness()
     failed = [name for name, check in checks.items() if not check["ok"]]
+    if not _may_see_details(request):
+        # Worker host names and the database's or broker's address help an attacker map us.
+        checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     body = {"status": "ready" if ready else "not ready", "failed": failed, "checks": checks}
     return JsonResponse(body, status=200 if ready else 503)
+
+
+def _may_see_details(request: HttpRequest) -> bool:
+    """Return whether the caller may scrape /metrics or is signed-in staff."""
+    if _metrics_denied(request) is None:
+        return True
+    try:
+        # Reads the session from the database, which may be the very thing that is down.
+        return bool(request.user.is_authenticated and request.user.is_staff)
+    except DatabaseError:
+        return False
 
 
 @never_cache
