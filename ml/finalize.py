@@ -36,6 +36,7 @@ from ml.data import load_dataset
 from ml.errors import InvalidImageError
 from ml.evaluate import compute_metrics, write_reports
 from ml.guard import (
+    Guard,
     GuardSettings,
     choose_threshold,
     guard_inputs,
@@ -145,8 +146,6 @@ def fit_guard(
     print(f"guard: {len(positives)} brain MRI slices against {len(negatives)} generated "
           "outliers", flush=True)  # fmt: skip
     network = train_guard(positives, negatives)
-    from ml.guard import Guard
-
     provisional = Guard(network, GuardSettings(threshold=0.0))
     calibration_images, _ = _stack(parts, "calibration")
     settings = GuardSettings(threshold=choose_threshold(provisional.scores(calibration_images)))

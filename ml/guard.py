@@ -69,24 +69,14 @@ def colourfulness(data: bytes) -> float:
 
 def guard_inputs(model_inputs: np.ndarray, side: int = GUARD_SIDE) -> np.ndarray:
     """The classifier's (n, h, w, c) 0..255 inputs, grey, at the guard's size."""
-    grey = model_inputs[..., :1]
+    grey = model_inputs[..., :1].astype(np.float32)
     if grey.shape[1:3] == (side, side):
-        return grey.astype(np.float32)
-    return (
-        np.stack(
-            [
-                np.asarray(
-                    Image.fromarray(image[..., 0].astype(np.float32), mode="F").resize(
-                        (side, side), Image.Resampling.BILINEAR
-                    ),
-                    np.float32,
-                )[..., np.newaxis]
-                for image in grey
-            ]
-        )
-        if len(grey)
-        else np.zeros((0, side, side, 1), np.float32)
-    )
+        return grey
+    resized = np.zeros((len(grey), side, side, 1), np.float32)
+    for index, image in enumerate(grey):
+        plane = Image.fromarray(image[..., 0], mode="F")
+        resized[index, ..., 0] = np.asarray(plane.resize((side, side), Image.Resampling.BILINEAR))
+    return resized
 
 
 class Guard:
@@ -166,9 +156,8 @@ def outlier_inputs(
         if index % 3 == 0:
             lent = None
             if anatomy is not None and len(anatomy) and rng.random() < 0.8:
-                head = anatomy[int(rng.integers(len(anatomy)))][..., 0]
-                lent = np.asarray(Image.fromarray(head.astype(np.float32), mode="F").resize(
-                    (side, side)), np.float32)  # fmt: skip
+                head = Image.fromarray(anatomy[int(rng.integers(len(anatomy)))][..., 0], mode="F")
+                lent = np.asarray(head.resize((side, side)), np.float32)
             image = outliers.ct_head(rng, side, lent)
         else:
             image = outliers.generate(str(rng.choice(kinds)), rng, side)
