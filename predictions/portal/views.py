@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -117,8 +117,11 @@ def job_state(job: Job) -> JobState:
 def dashboard(request: HttpRequest) -> HttpResponse:
     visible = _jobs(request)
     today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    todays = visible.filter(created__gte=today)
+    # The model's answers about the image ("not a brain MRI slice") are no failures.
+    answered = Q(status=Job.Status.FAILED, failure_code__in=list(OUTCOME_WORDS))
     counts = dict.fromkeys(Job.Status.values, 0)
-    for row in visible.filter(created__gte=today).values("status").annotate(n=Count("pk")):
+    for row in todays.exclude(answered).values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
     queue = broker.queue_for()
     context = {
@@ -130,6 +133,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         .exclude(failure_code__in=list(OUTCOME_WORDS))
         .select_related("scan__patient")[:10],
         "to_review": visible.filter(status=Job.Status.SUCCEEDED, review__isnull=True).count(),
+        "refused_today": todays.filter(answered).count(),
         "flower_url": settings.FLOWER_URL,
     }
     return render(request, "predictions/dashboard.html", context)

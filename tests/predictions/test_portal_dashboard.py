@@ -36,9 +36,12 @@ def test_it_counts_todays_jobs_by_status_in_the_organisation(
     JobFactory(scan__patient=patient, status=Job.Status.FAILED, error="Worker lost.")
     JobFactory(scan__patient=patient, created=timezone.now() - timedelta(days=2))
     JobFactory(status=Job.Status.FAILED, error="Another clinic's failure.")
+    JobFactory(scan__patient=patient, status=Job.Status.FAILED, failure_code="not_brain_mri",
+               error="not a brain MRI slice: it is a colour picture")  # fmt: skip
     response = portal.get("/")
     counts = dict(response.context["counts"])
-    assert counts == {"queued": 2, "running": 0, "done": 0, "failed": 1}
+    assert counts == {"queued": 2, "running": 0, "done": 0, "failed": 1}  # a refusal is no failure
+    assert response.context["refused_today"] == 1
     page = response.content.decode()
     assert "Worker lost." in page and "Another clinic" not in page
 
