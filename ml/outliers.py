@@ -252,11 +252,19 @@ def ct_head(rng: np.random.Generator, side: int, anatomy: np.ndarray | None = No
     inside = mri[brain]
     if inside.size:
         contrast = (mri - float(np.median(inside))) / (float(inside.std()) + 1e-3)
-        hu[brain] = 32 + np.clip(contrast, -3, 3)[brain] * rng.uniform(1.5, 4)
+        hu[brain] = 32 + np.clip(contrast, -3, 3)[brain] * rng.uniform(1.5, 8)
         fluid = brain & (contrast < -1.3) & (rng.random() < 0.8)
         hu[fluid] = rng.uniform(0, 12)
     skull = (depth > scalp) & (depth <= bone)
     hu[skull] = rng.uniform(700, 1500)
+    if rng.random() < 0.5:  # the head rest of the scanner's table, an arc under the head
+        rows = np.flatnonzero(mask.any(axis=1))
+        if rows.size:
+            y, x = np.mgrid[0:side, 0:side] / side
+            bottom = rows[-1] / side + rng.uniform(0.01, 0.05)
+            arc = bottom - 0.8 * (x - 0.5) ** 2
+            rest = (np.abs(y - arc) < rng.uniform(0.004, 0.015)) & ~mask
+            hu[rest] = rng.uniform(-200, 300)
     hu += rng.normal(0, rng.uniform(2, 6), hu.shape)
     centre, width = [(40, 80), (40, 80), (75, 215), (600, 2800)][int(rng.integers(4))]
     grey = (hu - (centre - width / 2)) / width * 255
