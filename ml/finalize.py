@@ -35,6 +35,7 @@ from ml.calibration import (
 from ml.data import load_dataset
 from ml.errors import InvalidImageError
 from ml.evaluate import compute_metrics, write_reports
+from ml.evaluation_run import evaluate_model, summarise
 from ml.guard import (
     Guard,
     GuardSettings,
@@ -78,8 +79,6 @@ def calibrate(
     report = {"decision": figures, "validation_calibrated": metrics}
     if with_guard:
         report["guard"] = fit_guard(engine, model_dir, parts)
-    from ml.evaluation_run import evaluate_model, summarise
-
     evaluation = summarise(evaluate_model(model_dir, folders, "val", model_dir))
     _update_metadata(model_dir, {"evaluation": evaluation})
     report["evaluation"] = evaluation
