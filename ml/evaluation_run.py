@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data import load_dataset
+from ml.data import Dataset, load_dataset
 from ml.evaluate import compute_metrics, format_report, write_reports
 from ml.inference import InferenceEngine
 from ml.probes import PROBES, apply_probe
@@ -58,18 +58,26 @@ def evaluate_source(
     engine: InferenceEngine, folder: Path, split: str, probes: Sequence[str]
 ) -> dict[str, Any]:
     dataset = load_dataset(folder, engine.config, CACHE)
-    index = held_out_part(dataset, engine.metadata) if split == "val" else None
-    scope = "held-out validation part" if index is not None else "all images"
-    if split == "val" and index is None:
-        scope = "all images: a source the model was not trained on (cross-source)"
-    if index is None:
-        index = np.arange(len(dataset.labels))
+    index, scope = _images_to_evaluate(dataset, engine.metadata, split)
     images, labels = dataset.images[index], dataset.labels[index]
     probe_figures = {
         probe: _metrics(engine, apply_probe(probe, images, labels, seed=0), labels)
         for probe in probes
     }
     return {"scope": scope, "metrics": _metrics(engine, images, labels), "probes": probe_figures}
+
+
+def _images_to_evaluate(
+    dataset: Dataset, metadata: dict[str, Any], split: str
+) -> tuple[np.ndarray, str]:
+    """The indices to evaluate and what they are: the held-out part, or the whole folder."""
+    everything = np.arange(len(dataset.labels))
+    if split != "val":
+        return everything, "all images"
+    held_out = held_out_part(dataset, metadata)
+    if held_out is None:
+        return everything, "all images: a source the model was not trained on (cross-source)"
+    return held_out, "held-out validation part"
 
 
 def _metrics(engine: InferenceEngine, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
