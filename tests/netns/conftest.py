@@ -154,7 +154,7 @@ def clouds() -> Iterator[dict[str, Cloud]]:
 
 @pytest.fixture(scope="module")
 def central(
-    clouds: dict[str, Cloud], tmp_path_factory: pytest.TempPathFactory
+    clouds: dict[str, Cloud], model_registry: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Central]:
     folder = tmp_path_factory.mktemp("central")
     addresses = ["127.0.0.1", *(cloud.central_address for cloud in clouds.values())]
@@ -167,7 +167,7 @@ def central(
         MEDIA_ROOT=str(folder / "media"), WORKER_SECRET=WORKER_SECRET,
         CELERY_BROKER_URL=f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_port}/0",
         INFERENCE_QUEUE=f"netns-gpu-{tag}", CPU_QUEUE=f"netns-cpu-{tag}",
-        FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH),
+        FLOWER_BASIC_AUTH=":".join(FLOWER_AUTH), MODEL_REGISTRY_DIR=str(model_registry),
     )  # fmt: skip
     site = Central(folder, certs, env, redis_tls_port, free_port(), free_port())
     try:
@@ -238,34 +238,38 @@ def links(clouds: dict[str, Cloud], central: Central) -> Iterator[dict[str, Clou
 
 @pytest.fixture(scope="module")
 def model_registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from ml.testing import make_tiny_registry
+    """The central site's registry: two versions, tiny-a served. Workers start empty and
+    follow the site (MODEL_SOURCE=site), as hosts in other clouds do."""
+    from ml.registry import ModelRegistry
+    from ml.testing import make_tiny_artefact
 
-    root = tmp_path_factory.mktemp("models")
-    make_tiny_registry(root)
+    root = tmp_path_factory.mktemp("site-models")
+    for version in ("tiny-a", "tiny-b"):
+        make_tiny_artefact(root, version)
+    ModelRegistry(root).promote("tiny-a")
     return root
 
 
-def worker_env(link: CloudLink, central: Central, model_registry: Path, **extra: str) -> dict:
+def worker_env(link: CloudLink, central: Central, **extra: str) -> dict[str, str]:
     return host_env(
         CELERY_BROKER_URL=link.broker_url, BROKER_TLS_CA_FILE=str(central.certs.ca),
-        SITE_URL=link.site_url, WORKER_SECRET=WORKER_SECRET,
-        WORKER_HOST_LABEL=link.cloud.name, MODEL_REGISTRY_DIR=str(model_registry),
+        SITE_URL=link.site_url, WORKER_SECRET=WORKER_SECRET, WORKER_HOST_LABEL=link.cloud.name,
+        MODEL_SOURCE="site", MODEL_SYNC_INTERVAL_S="2",
+        MODEL_REGISTRY_DIR=str(central.folder / f"worker-models-{link.cloud.name}"),
         INFERENCE_QUEUE=central.env["INFERENCE_QUEUE"], CPU_QUEUE=central.env["CPU_QUEUE"],
         **extra,
     )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def cloud_workers(
-    links: dict[str, CloudLink], central: Central, model_registry: Path
-) -> Iterator[dict[str, Service]]:
+def cloud_workers(links: dict[str, CloudLink], central: Central) -> Iterator[dict[str, Service]]:
     """A GPU-role worker in cloud A and a CPU worker in cloud B, started as a host does."""
     roles = {"cloud-a": "gpu", "cloud-b": "cpu"}
     started: dict[str, Service] = {}
     try:
         for name, role in roles.items():
             link = links[name]
-            env = worker_env(link, central, model_registry, WORKER_ROLE=role)
+            env = worker_env(link, central, WORKER_ROLE=role)
             argv = link.cloud.command([sys.executable, "-m", "workers"])
             started[name] = spawn(f"worker-{name}", argv, env, central.folder)
         for service in started.values():

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -123,11 +122,10 @@ def test_a_cut_link_mid_batch_loses_no_job_and_the_worker_comes_back_by_itself(
     ],
 )
 def test_a_worker_with_a_wrong_ca_or_password_refuses_to_start(
-    central: Central, links: dict[str, CloudLink], model_registry: Path, broken: str,
-    expected: str,
-) -> None:  # fmt: skip
+    central: Central, links: dict[str, CloudLink], broken: str, expected: str
+) -> None:
     link = links["cloud-b"]
-    env = worker_env(link, central, model_registry, WORKER_ROLE="cpu")
+    env = worker_env(link, central, WORKER_ROLE="cpu")
     if broken == "ca":
         env["BROKER_TLS_CA_FILE"] = str(central.certs.other_ca)
     else:
@@ -141,3 +139,23 @@ def test_a_worker_with_a_wrong_ca_or_password_refuses_to_start(
     output = result.stdout + result.stderr
     assert expected in output, output
     assert "netns-redis-password" not in output, "the password must never be printed"
+
+
+def test_a_model_promoted_at_the_centre_reaches_both_clouds_in_one_step(
+    central: Central, cloud_workers: dict[str, Service]
+) -> None:
+    central.manage("model_release", "status", "--wait", "60")  # both serve tiny-a
+    promoted_at = time.monotonic()
+    central.manage("model_release", "promote", "tiny-b")
+    central.manage("model_release", "status", "--wait", "120")
+    reach_s = time.monotonic() - promoted_at
+    print(f"\ntiny-b reached both clouds {reach_s:.1f} s after its promotion "
+          "(workers ask every 2 s here, 30 s by default)")  # fmt: skip
+
+    bodies = finish_all(central, [central.submit("gpu"), central.submit("cpu")], 60)
+    assert [body["result"]["model_version"] for body in bodies] == ["tiny-b", "tiny-b"]
+
+    central.manage("model_release", "rollback")
+    central.manage("model_release", "status", "--wait", "120")
+    after = finish_all(central, [central.submit("gpu")], 60)
+    assert after[0]["result"]["model_version"] == "tiny-a"
