@@ -234,3 +234,22 @@ def test_production_generates_no_secret_and_trial_uses_no_production_host() -> N
     assert not of_kind("production", "Secret"), "production secrets never live in git"
     trial = named("trial", "ConfigMap", "mri-config")["data"]
     assert "example.org" not in trial["SITE_URL"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_workers_follow_the_sites_model_into_a_cache_of_their_own(overlay: str) -> None:
+    for worker in [d for d in of_kind(overlay, "Deployment") if "worker" in d["metadata"]["name"]]:
+        spec = worker["spec"]["template"]["spec"]
+        env = env_of(spec["containers"][0])
+        assert env["MODEL_SOURCE"] == "site"
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        cache = mounts[env["MODEL_REGISTRY_DIR"]]
+        assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == cache)
+
+
+def test_the_sites_registry_is_on_the_volume_every_site_pod_shares() -> None:
+    config = named("production", "ConfigMap", "mri-config")["data"]
+    spec = named("production", "Deployment", "mri-site")["spec"]["template"]["spec"]
+    media = {m["mountPath"] for m in spec["containers"][0]["volumeMounts"] if m["name"] == "media"}
+    assert any(config["MODEL_REGISTRY_DIR"].startswith(path) for path in media)
+    assert "seed-models" in [c["name"] for c in spec["initContainers"]]
