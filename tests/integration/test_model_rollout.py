@@ -16,6 +16,7 @@ from ml.testing import make_tiny_artefact
 from predictions.model_releases import release_of
 from predictions.models import WorkerModelState
 from tests.integration.conftest import poll_until_finished, submit, wait_for
+from webapp.celery import app
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -60,6 +61,9 @@ def test_a_promotion_at_the_site_reaches_the_worker_in_one_step(
     refused = wait_for(lambda: reported(worker.name, wanted="tiny-c"), 60, "the worker to try")
     assert refused.serving == "tiny-b" and "sha256" in refused.error
     assert served_by(site, caller) == "tiny-b"
+    # The worker says so itself too, in the stats Flower shows on its page.
+    stats = app.control.inspect([worker.name], timeout=10).stats() or {}
+    assert stats[worker.name]["model_sync"]["error"] == refused.error
 
     call_command("model_release", "rollback")
     wait_for(lambda: reported(worker.name, wanted="tiny-b", error=""), 60, "the rollback")
