@@ -153,3 +153,28 @@ def test_metrics_say_which_workers_serve_the_wanted_version(
         in text
     )
     assert 'mri_worker_model_current{serving="tiny-a",wanted="tiny-b",worker="cpu@gcp"} 0.0' in text
+
+
+@pytest.mark.django_db
+def test_a_superuser_promotes_and_rolls_back_from_the_admin(site_registry: ModelRegistry) -> None:
+    from django.test import Client
+
+    from tests.factories import UserFactory
+
+    admin = Client()
+    admin.force_login(UserFactory(is_staff=True, is_superuser=True))
+    page = admin.get("/admin/predictions/workermodelstate/")
+    assert page.status_code == 200
+    assert b"Promote tiny-b" in page.content and b"Promote tiny-a" not in page.content
+
+    assert admin.get("/admin/predictions/workermodelstate/promote/").status_code == 405
+    done = admin.post("/admin/predictions/workermodelstate/promote/", {"version": "tiny-b"})
+    assert done.status_code == 302 and site_registry.active_version() == "tiny-b"
+    admin.post("/admin/predictions/workermodelstate/rollback/")
+    assert site_registry.active_version() == "tiny-a"
+
+    staff = Client()
+    staff.force_login(UserFactory(is_staff=True))
+    refused = staff.post("/admin/predictions/workermodelstate/promote/", {"version": "tiny-b"})
+    assert refused.status_code == 403
+    assert site_registry.active_version() == "tiny-a"
