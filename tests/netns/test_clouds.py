@@ -18,6 +18,7 @@ import requests
 
 from tests.netns.conftest import (
     FLOWER_AUTH,
+    VISIBILITY_TIMEOUT_S,
     Central,
     CloudLink,
     Service,
@@ -95,8 +96,8 @@ def test_a_cut_link_mid_batch_loses_no_job_and_the_worker_comes_back_by_itself(
         # Cloud B keeps working while A is unreachable.
         other = [central.submit("cpu") for _ in range(2)]
         assert [b["status"] for b in finish_all(central, other, 60)] == ["succeeded"] * 2
-        # Longer than the visibility timeout (20 s): the broker gives A's jobs back.
-        time.sleep(max(0.0, 25 - (time.monotonic() - cut_at)))
+        # Longer than the visibility timeout: the broker gives A's jobs back meanwhile.
+        time.sleep(max(0.0, VISIBILITY_TIMEOUT_S + 5 - (time.monotonic() - cut_at)))
     restored_at = time.monotonic()
 
     bodies = finish_all(central, batch, timeout_s=180)
@@ -153,9 +154,11 @@ def test_a_model_promoted_at_the_centre_reaches_both_clouds_in_one_step(
           "(workers ask every 2 s here, 30 s by default)")  # fmt: skip
 
     bodies = finish_all(central, [central.submit("gpu"), central.submit("cpu")], 60)
+    assert [body["status"] for body in bodies] == ["succeeded"] * 2, bodies
     assert [body["result"]["model_version"] for body in bodies] == ["tiny-b", "tiny-b"]
 
     central.manage("model_release", "rollback")
     central.manage("model_release", "status", "--wait", "120")
     after = finish_all(central, [central.submit("gpu")], 60)
+    assert after[0]["status"] == "succeeded", after
     assert after[0]["result"]["model_version"] == "tiny-a"
