@@ -68,3 +68,7 @@ class ReviewAdmin(admin.ModelAdmin):
     list_filter = ["label", "confirmed"]
     list_select_related = ["job", "reviewed_by"]
     readonly_fields = ["job", "reviewed_by", "reviewed_at"]
+
+
+# The model rollout (superusers only): its own module, so it reads as one feature.
+from predictions import model_release_admin  # noqa: E402, F401

@@ -220,3 +220,19 @@ class Review(models.Model):
     def __str__(self) -> str:
         verdict = "confirmed" if self.confirmed else "corrected"
         return f"{self.label} ({verdict})"
+
+
+class WorkerModelState(models.Model):
+    """What a worker following the site's model (MODEL_SOURCE=site) last reported."""
+
+    worker = models.CharField(max_length=200, unique=True)
+    wanted = models.CharField(max_length=200, blank=True, help_text="What the site served.")
+    serving = models.CharField(max_length=200, blank=True, help_text="The worker's version.")
+    error = models.TextField(blank=True, help_text="Why the worker is not serving `wanted`.")
+    reported_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["worker"]
+
+    def __str__(self) -> str:
+        return f"{self.worker}: {self.serving or 'no model'}"

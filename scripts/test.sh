@@ -22,6 +22,14 @@ if [ "${CI:-}" = "true" ] && ! command -v docker-compose >/dev/null 2>&1 \
         || echo "CI: could not install docker-compose; its compose checks will skip"
 fi
 
+# CI: node and npm validate the KEDA objects of deploy/k8s (tests/ops/test_k8s.py, which
+# fails on CI without them). Never fatal here: the test says what is missing.
+if [ "${CI:-}" = "true" ] && ! command -v npm >/dev/null 2>&1 \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && apt-get install -y -qq nodejs npm; } >/dev/null 2>&1 \
+        || echo "CI: could not install nodejs and npm; the KEDA validation will fail"
+fi
+
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
 "$BIN/lint-imports" --no-cache

@@ -26,6 +26,7 @@ def worker_info(state: Any, **kwargs: Any) -> dict[str, Any]:
         "queues": queues,
         "model_version": active_model_version(),
         "model_version_at_start": os.environ.get("WORKER_MODEL_VERSION", ""),
+        "model_sync": model_sync_state(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         # Must stay False for a prefork pool: TensorFlow is not fork-safe.
         "tensorflow_in_parent": "tensorflow" in sys.modules,
@@ -39,3 +40,11 @@ def active_model_version() -> str:
         return str(model_loader.registry().active_version())
     except Exception as exc:  # an operator tool: report, never crash the worker
         return f"unknown ({type(exc).__name__}: {exc})"
+
+
+def model_sync_state() -> dict[str, Any] | None:
+    """What the site serves and why this worker differs, when it follows the site."""
+    from workers import model_loader
+    from workers.model_sync import last_state
+
+    return last_state(model_loader.registry())

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import redis
 
+from ml.registry import default_registry_root
 from workers.config import ConfigError, broker_url, celery_settings, masked_url
 from workers.env import env_str
+from workers.model_sync_settings import follows_site
 from workers.web_client import SiteClient, SiteError
 
 BROKER_TIMEOUT_S = 5.0
@@ -116,9 +118,16 @@ def check_site(environ: Mapping[str, str], timeout_s: float = SITE_TIMEOUT_S) ->
 
 
 def check_model(environ: Mapping[str, str], timeout_s: float = MODEL_TIMEOUT_S) -> Answer:
-    """Load the active model in a child process, as a pool process will; return its version."""
+    """Load the active model in a child process, as a pool process will; return its version.
+
+    A worker following the site's model (MODEL_SOURCE=site) first fetches the version the
+    site serves; when it cannot, it starts with the one it has, if any, and says why.
+    """
     registry_dir = environ.get("MODEL_REGISTRY_DIR", "")
-    if registry_dir and not Path(registry_dir).is_dir():
+    if follows_site(environ):
+        Path(registry_dir or default_registry_root()).mkdir(parents=True, exist_ok=True)
+        sync_from_site(environ)
+    elif registry_dir and not Path(registry_dir).is_dir():
         raise PreflightError("model", f"MODEL_REGISTRY_DIR={registry_dir} is not a folder")
     command = [sys.executable, "-m", "workers.preflight"]
     try:
@@ -136,6 +145,18 @@ def check_model(environ: Mapping[str, str], timeout_s: float = MODEL_TIMEOUT_S) 
         stderr = child.stderr.strip().splitlines()
         error = stderr[-1] if stderr else f"exit status {child.returncode}"
     raise PreflightError("model", error.removeprefix("error: "))
+
+
+def sync_from_site(environ: Mapping[str, str]) -> None:
+    from ml.registry import ModelRegistry
+    from workers.model_sync import ModelSync
+
+    registry = ModelRegistry(environ.get("MODEL_REGISTRY_DIR") or None)
+    sync = ModelSync(SiteClient.from_environment(environ), registry, "", report=False)
+    state = sync.check()
+    if state.error and not state.serving:
+        reason = f"no model here, and the site's cannot be fetched: {state.error}"
+        raise PreflightError("model", reason)
 
 
 def run_checks(

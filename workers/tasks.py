@@ -37,6 +37,10 @@ BACKOFF_CAP_S = 300
 _client: SiteClient | None = None
 
 
+class ModelTimeout(Exception):
+    """The soft time limit struck while the model ran: the job's answer is a timeout."""
+
+
 def site_client() -> SiteClient:
     global _client
     if _client is None:
@@ -71,10 +75,15 @@ def predict_scan(
     worker = self.request.hostname or socket.gethostname()
     try:
         return run_job(site_client(), job_id, contract_version, worker)
-    except SoftTimeLimitExceeded:
+    except ModelTimeout:
         reason = f"The job took longer than the {self.app.conf.task_soft_time_limit} s limit."
         site_client().post_failure(FailureReport(job_id, FailureCode.TIMEOUT, reason, worker))
         return "failed"
+    except SoftTimeLimitExceeded as exc:
+        # Out of time outside the model: waiting on the site (a cut or slow link between
+        # clouds). The scan was never classified, so this is no answer for it: try again.
+        log.warning("job %s: out of time waiting for the site; retrying", job_id)
+        raise SiteError("the site did not answer within the task's time limit", False) from exc
     except SiteError as exc:
         if not exc.permanent:
             log.warning("job %s: site unreachable (%s); retrying", job_id, exc)
@@ -95,6 +104,8 @@ def run_job(client: SiteClient, job_id: str, contract_version: int, worker: str)
     image = client.fetch_image(job_id)
     try:
         result = classify(job_id, image, worker)
+    except SoftTimeLimitExceeded as exc:
+        raise ModelTimeout from exc
     except InvalidImageError as exc:
         reason = f"The image cannot be classified: {exc}"
         client.post_failure(FailureReport(job_id, FailureCode.INVALID_IMAGE, reason, worker))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 
@@ -28,6 +29,15 @@ class SiteError(Exception):
 
 
 @dataclass(frozen=True)
+class ModelRelease:
+    """The model version the site serves, and the digest of its archive."""
+
+    version: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class StartAnswer:
     proceed: bool
     attempt: int
@@ -39,7 +49,8 @@ class SiteClient:
             raise ValueError(f"SITE_URL must be an http(s) URL, got {site_url!r}")
         if not secret:
             raise ValueError("WORKER_SECRET must be set")
-        self.base = site_url.rstrip("/") + "/api/v1/internal/jobs/"
+        self.internal = site_url.rstrip("/") + "/api/v1/internal/"
+        self.base = self.internal + "jobs/"
         self.timeout_s = timeout_s
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Worker {secret}"
@@ -68,6 +79,26 @@ class SiteClient:
         response = self._request("POST", f"{report.job_id}/failure/", report.to_json())
         return bool(response.json()["recorded"])
 
+    def active_model(self) -> ModelRelease:
+        body = self._request("GET", self.internal + "models/active/").json()
+        return ModelRelease(str(body["version"]), str(body["sha256"]), int(body["size"]))
+
+    def download_model(self, version: str, destination: Path) -> None:
+        """Stream the archive of `version` into `destination` (the caller checks its digest)."""
+        url = f"{self.internal}models/{version}/archive/"
+        response = self._request("GET", url, stream=True)
+        try:
+            with open(destination, "wb") as handle:
+                for chunk in response.iter_content(1 << 20):
+                    handle.write(chunk)
+        except requests.RequestException as exc:
+            raise SiteError(f"GET {url}: {exc}", permanent=False) from exc
+        finally:
+            response.close()
+
+    def report_model_state(self, state: Mapping[str, JsonValue]) -> None:
+        self._request("POST", self.internal + "models/state/", state)
+
     def check(self) -> None:
         """Prove the site answers and accepts our secret (a 404 for a made-up job does both)."""
         try:
@@ -77,11 +108,18 @@ class SiteClient:
                 raise
 
     def _request(
-        self, method: str, path: str, body: Mapping[str, JsonValue] | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, JsonValue] | None = None,
+        stream: bool = False,
     ) -> requests.Response:
-        url = self.base + path
+        """`path` is relative to the job endpoints, or a full URL."""
+        url = path if path.startswith(("http://", "https://")) else self.base + path
         try:
-            response = self.session.request(method, url, json=body, timeout=self.timeout_s)
+            response = self.session.request(
+                method, url, json=body, timeout=self.timeout_s, stream=stream
+            )
         except requests.RequestException as exc:
             raise SiteError(f"{method} {url}: {exc}", permanent=False) from exc
         if response.status_code >= 400:

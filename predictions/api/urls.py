@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from predictions.api import internal, views
+from predictions.api import internal, model_releases, views
 
 app_name = "api"
 
@@ -28,6 +28,17 @@ internal_urls = [
         "internal/jobs/<uuid:job_id>/failure/",
         internal.JobFailureView.as_view(),
         name="worker-failure",
+    ),
+    path("internal/models/active/", model_releases.ActiveModelView.as_view(), name="model-active"),
+    path(
+        "internal/models/<str:version>/archive/",
+        model_releases.ModelArchiveView.as_view(),
+        name="model-archive",
+    ),
+    path(
+        "internal/models/state/",
+        model_releases.WorkerModelStateView.as_view(),
+        name="model-state",
     ),
 ]
 

@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from predictions import broker
-from predictions.models import Job
+from predictions.models import Job, WorkerModelState
 from workers.contracts import FailureCode
 
 LATENCY_BUCKETS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -34,12 +34,26 @@ class JobCollector(Collector):
         yield from self.queues()
         yield self.latency()
         yield self.failures()
+        yield self.worker_models()
 
     def jobs_by_status(self) -> GaugeMetricFamily:
         family = GaugeMetricFamily("mri_jobs", "Jobs in the database by status.", labels=["status"])
         counts = dict(Job.objects.values_list("status").annotate(n=Count("pk")).order_by())
         for status in Job.Status.values:
             family.add_metric([status], counts.get(status, 0))
+        return family
+
+    def worker_models(self) -> GaugeMetricFamily:
+        """Per worker following the site's model: 1 when it serves the version the site
+        wanted at its last report, 0 when it could not fetch or verify it (alert on 0)."""
+        family = GaugeMetricFamily(
+            "mri_worker_model_current",
+            "1 when the worker serves the model version the site serves.",
+            labels=["worker", "serving", "wanted"],
+        )
+        for state in WorkerModelState.objects.all():
+            current = bool(state.wanted) and state.serving == state.wanted and not state.error
+            family.add_metric([state.worker, state.serving, state.wanted], int(current))
         return family
 
     def queues(self) -> Iterator[GaugeMetricFamily]:

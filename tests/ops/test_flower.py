@@ -79,3 +79,24 @@ def test_flower_refuses_to_start_without_credentials(
     env = {k: "" for k in ("FLOWER_BASIC_AUTH", "FLOWER_AUTH")}
     process, _ = start_flower(own_redis["url"], **env)
     assert process.wait(timeout=30) != 0
+
+
+def test_flowers_broker_page_lists_a_configured_queue_that_no_worker_consumes(
+    own_redis: dict[str, Any], bare_worker: Any, start_flower: Any
+) -> None:
+    consumed, idle = f"flower-gpu-{uuid.uuid4().hex[:6]}", f"flower-cpu-{uuid.uuid4().hex[:6]}"
+    name = bare_worker(own_redis["url"], consumed, "gpu@flower-queues")
+    _, url = start_flower(
+        own_redis["url"], FLOWER_BASIC_AUTH=":".join(AUTH), INFERENCE_QUEUE=consumed,
+        CPU_QUEUE=idle,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while name not in requests.get(f"{url}/api/workers?refresh=1", auth=AUTH, timeout=15).json():
+        assert time.monotonic() < deadline, f"{name} never appeared in Flower"
+        time.sleep(0.5)
+
+    page = requests.get(f"{url}/broker", auth=AUTH, timeout=15)
+
+    assert page.status_code == 200
+    assert consumed in page.text
+    assert idle in page.text, "a queue nobody consumes must still be watched"

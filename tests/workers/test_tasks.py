@@ -144,3 +144,19 @@ def test_a_job_over_the_soft_time_limit_fails_with_a_reason(client: Any, engine:
     report = client.post_failure.call_args.args[0]
     assert report.failure_code == FailureCode.TIMEOUT
     assert "longer than the" in report.reason
+
+
+def test_running_out_of_time_waiting_for_the_site_is_retried_not_failed(
+    client: Any, engine: Any
+) -> None:
+    # A link between clouds stalls mid-download: the scan was never classified.
+    client.fetch_image.side_effect = SoftTimeLimitExceeded()
+    with (
+        mock.patch.object(tasks, "site_client", return_value=client),
+        mock.patch.object(tasks.predict_scan, "retry", side_effect=Retry()) as retry,
+        pytest.raises(Retry),
+    ):
+        tasks.predict_scan(job_id=JOB_ID, contract_version=2)
+    client.post_failure.assert_not_called()
+    assert isinstance(retry.call_args.kwargs["exc"], SiteError)
+    assert not retry.call_args.kwargs["exc"].permanent

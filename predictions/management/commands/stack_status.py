@@ -8,7 +8,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from ml.errors import ModelNotFoundError
 from predictions import broker
+from predictions.model_releases import rollout
 from predictions.models import Job
 
 
@@ -30,6 +32,7 @@ class Command(BaseCommand):
             "queues": self.queues(),
             "workers": self.workers(timeout),
             "stuck_jobs": self.stuck_jobs(stuck_after),
+            "model_rollout": model_rollout(),
         }
         if options["json"]:
             self.stdout.write(json.dumps(status, indent=2))
@@ -72,6 +75,24 @@ class Command(BaseCommand):
         ]
 
 
+def model_rollout() -> dict[str, Any]:
+    """The site's active version and what each worker following it last reported."""
+    try:
+        state = rollout()
+    except ModelNotFoundError as exc:
+        return {"active": None, "error": str(exc), "workers": {}}
+    return {
+        "active": state.active,
+        "workers": {
+            worker.worker: {
+                "serving": worker.serving, "wanted": worker.wanted, "error": worker.error,
+                "reported_at": worker.reported_at.isoformat(timespec="seconds"),
+            }
+            for worker in state.current + state.behind
+        },
+    }  # fmt: skip
+
+
 def _model_version(info: broker.WorkerInfo | None) -> str:
     if info is None:
         return "unknown (worker has no worker_info command)"
@@ -88,6 +109,11 @@ def render(status: dict[str, Any], stuck_after: float) -> str:
             continue
         queues = ",".join(worker["queues"])
         lines.append(f"  {name:<30} queues={queues} model={worker['model_version']}")
+    rollout_state = status["model_rollout"]
+    lines.append(f"Model served by the site: {rollout_state['active'] or '-'}")
+    for name, worker in rollout_state["workers"].items():
+        note = f" ({worker['error']})" if worker["error"] else ""
+        lines.append(f"  {name:<30} serving={worker['serving'] or '-'}{note}")
     stuck = status["stuck_jobs"]
     lines.append(f"Jobs stuck longer than {stuck_after:.0f} s: {len(stuck)}")
     lines += [
