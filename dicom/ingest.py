@@ -110,11 +110,12 @@ def store_instance(
             outcome.duplicate = True
         else:
             outcome.jobs = _store_slices(parsed, series, owner, user, device)
+            _mark_changed(study)
     return outcome
 
 
 def _study(organisation: Organisation, patient: Patient, dataset: Dataset) -> Study:
-    study, created = Study.objects.select_for_update().get_or_create(
+    study, _ = Study.objects.select_for_update().get_or_create(
         organisation=organisation,
         study_instance_uid=str(dataset.StudyInstanceUID),
         defaults={
@@ -126,16 +127,22 @@ def _study(organisation: Organisation, patient: Patient, dataset: Dataset) -> St
     )
     if study.patient_id != patient.pk:
         raise DicomError(_STUDY_TAKEN, code="study_patient_mismatch")
-    if not created:
-        # New slices: the study is sent back again once they are classified.
-        Study.objects.filter(pk=study.pk).update(
-            last_received=timezone.now(),
-            delivery_status=Study.Delivery.PENDING,
-            delivery_attempts=0,
-            next_delivery_at=None,
-            delivery_error="",
-        )
     return study
+
+
+def _mark_changed(study: Study) -> None:
+    """New slices: the study's results are sent again once they too are classified.
+
+    Only for new slices: a PACS that sends a study again (or our own results back)
+    must not start another round of sending.
+    """
+    Study.objects.filter(pk=study.pk).update(
+        last_received=timezone.now(),
+        delivery_status=Study.Delivery.PENDING,
+        delivery_attempts=0,
+        next_delivery_at=None,
+        delivery_error="",
+    )
 
 
 def _series(study: Study, dataset: Dataset) -> Series:

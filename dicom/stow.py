@@ -98,6 +98,12 @@ def _dicom_parts(request: HttpRequest) -> list[bytes]:
         raise StowError(415, 'Send multipart/related; type="application/dicom".')
     if str(message.get_param("type", "application/dicom")).strip('"') != "application/dicom":
         raise StowError(415, 'Only type="application/dicom" (Part 10 files) is accepted.')
+    if not request.headers.get("Content-Length"):
+        # Django reads no body without a length: refuse chunked uploads in words.
+        raise StowError(
+            411, "Send a Content-Length: chunked requests are not accepted "
+            '(Orthanc: "ChunkedTransfers": false for this server).'
+        )  # fmt: skip
     length = int(request.headers.get("Content-Length") or 0)
     if length > settings.DICOM_MAX_STUDY_BYTES:
         raise StowError(

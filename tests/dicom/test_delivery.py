@@ -193,3 +193,19 @@ def test_new_instances_send_the_study_again(
                       study_uid=finished_study.study_instance_uid, instance_number=2)  # fmt: skip
     assert submit(api, patient, to_bytes(more), name="more.dcm").status_code == 202
     assert refreshed(finished_study).delivery_status == "pending"
+
+
+def test_the_same_instances_again_do_not_send_the_study_again(
+    finished_study: Study, storage_scp: tuple[int, list[Dataset]], api: Any, patient: Any
+) -> None:
+    from tests.api import submit
+
+    port, received = storage_scp
+    dimse(finished_study.organisation, port)
+    delivery.deliver_due()
+    assert len(received) == 2
+    instance = finished_study.series.get().instances.get()
+    with instance.file.open("rb") as handle:
+        response = submit(api, patient, handle.read(), name="again.dcm")
+    assert response.json()["duplicates"] == 1
+    assert refreshed(finished_study).delivery_status == "sent"

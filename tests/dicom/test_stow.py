@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -194,3 +195,19 @@ def test_the_command_issues_a_credential_that_works(
     data = to_bytes(mr_dataset(patient_id=patient.external_id))
     assert stow(csrf_client, basic("pacs-1", password), data).status_code == 200
     assert StowCredential.objects.get().secret_sha256 != password
+
+
+def test_a_chunked_request_without_a_length_is_refused_in_words(
+    credential: str, patient: Any
+) -> None:
+    from django.test import RequestFactory
+
+    from dicom.stow import store_instances
+
+    request = RequestFactory().post(URL, data=multipart(b"x"), content_type=CONTENT_TYPE,
+                                    HTTP_AUTHORIZATION=credential)  # fmt: skip
+    request.META.pop("CONTENT_LENGTH", None)
+    assert "Content-Length" not in request.headers
+    response = store_instances(request)
+    assert response.status_code == 411
+    assert "ChunkedTransfers" in json.loads(response.content)["detail"]
