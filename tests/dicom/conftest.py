@@ -15,14 +15,18 @@ from tests.images import encode, mri_like
 
 GLIOMA = {"glioma": 0.7, "meningioma": 0.05, "no_tumor": 0.2, "pituitary": 0.05}
 CALM = {"glioma": 0.05, "meningioma": 0.05, "no_tumor": 0.85, "pituitary": 0.05}
+UNSURE = {"glioma": 0.3, "meningioma": 0.05, "no_tumor": 0.6, "pituitary": 0.05}
 
 
-def classify(job: Job, label: str, probabilities: dict[str, float]) -> None:
+def classify(
+    job: Job, label: str, probabilities: dict[str, float], needs_review: bool = False
+) -> None:
     """Finish `job` as a worker would have: succeeded, with a prediction and a heat map."""
     job.status = Job.Status.SUCCEEDED
     job.save()
     prediction = Prediction(job=job, label=label, probabilities=probabilities,
-                            model_version="model-7", inference_ms=3.0)  # fmt: skip
+                            needs_review=needs_review, model_version="model-7",
+                            inference_ms=3.0)  # fmt: skip
     overlay = encode(mri_like(64, seed=9).convert("RGB"))
     prediction.heatmap.save("heatmap.png", ContentFile(overlay), save=False)
     prediction.save()

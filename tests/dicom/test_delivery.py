@@ -19,6 +19,8 @@ from dicom import delivery
 from dicom.models import PacsConnection, Study
 from dicom.studies import slice_outcomes
 from predictions.models import Job
+from tests.api import submit
+from tests.dicom_files import mr_dataset, picture, to_bytes
 from webapp.local_redis import free_port
 
 pytestmark = pytest.mark.django_db
@@ -179,33 +181,27 @@ def test_a_server_error_is_retried(finished_study: Study, http_pacs: tuple[str, 
     assert refreshed(finished_study).delivery_status == "sent"
 
 
-def test_new_instances_send_the_study_again(
-    finished_study: Study, storage_scp: tuple[int, list[Dataset]], api: Any, patient: Any
-) -> None:
-    from tests.api import submit
-    from tests.dicom_files import mr_dataset, picture, to_bytes
-
+@pytest.fixture
+def sent_study(finished_study: Study, storage_scp: tuple[int, list[Dataset]]) -> Study:
     port, received = storage_scp
     dimse(finished_study.organisation, port)
     delivery.deliver_due()
     assert len(received) == 2
+    return refreshed(finished_study)
+
+
+def test_new_instances_send_the_study_again(sent_study: Study, api: Any, patient: Any) -> None:
     more = mr_dataset(picture(5)[None], patient_id=patient.external_id,
-                      study_uid=finished_study.study_instance_uid, instance_number=2)  # fmt: skip
+                      study_uid=sent_study.study_instance_uid, instance_number=2)  # fmt: skip
     assert submit(api, patient, to_bytes(more), name="more.dcm").status_code == 202
-    assert refreshed(finished_study).delivery_status == "pending"
+    assert refreshed(sent_study).delivery_status == "pending"
 
 
 def test_the_same_instances_again_do_not_send_the_study_again(
-    finished_study: Study, storage_scp: tuple[int, list[Dataset]], api: Any, patient: Any
+    sent_study: Study, api: Any, patient: Any
 ) -> None:
-    from tests.api import submit
-
-    port, received = storage_scp
-    dimse(finished_study.organisation, port)
-    delivery.deliver_due()
-    assert len(received) == 2
-    instance = finished_study.series.get().instances.get()
+    instance = sent_study.series.get().instances.get()
     with instance.file.open("rb") as handle:
         response = submit(api, patient, handle.read(), name="again.dcm")
     assert response.json()["duplicates"] == 1
-    assert refreshed(finished_study).delivery_status == "sent"
+    assert refreshed(sent_study).delivery_status == "sent"

@@ -10,8 +10,9 @@ from rest_framework.test import APIClient
 
 from dicom.models import Study
 from dicom.studies import StudyStatus, slice_outcomes, study_result, study_status
-from predictions.models import Job, Prediction
+from predictions.models import Job
 from tests.api import submit
+from tests.dicom.conftest import CALM, GLIOMA, UNSURE, classify
 from tests.dicom_files import mr_dataset, picture, to_bytes
 
 pytestmark = pytest.mark.django_db
@@ -29,27 +30,11 @@ def upload_study(api: APIClient, patient: Any, frames: int = 3, **options: Any) 
     return Study.objects.get(public_id=response.json()["studies"][0]["id"])
 
 
-def finish(job: Job, label: str, probabilities: dict[str, float], review: bool = False) -> None:
-    job.status = Job.Status.SUCCEEDED
-    job.save()
-    Prediction.objects.create(
-        job=job,
-        label=label,
-        probabilities=probabilities,
-        needs_review=review,
-        model_version="m-1",
-        inference_ms=1.0,
-    )
-
-
 def fail(job: Job) -> None:
     job.status, job.failure_code, job.error = Job.Status.FAILED, "not_brain_mri", "Not a brain."
     job.save()
 
 
-CALM = {"glioma": 0.05, "meningioma": 0.05, "no_tumor": 0.85, "pituitary": 0.05}
-UNSURE = {"glioma": 0.3, "meningioma": 0.05, "no_tumor": 0.6, "pituitary": 0.05}
-GLIOMA = {"glioma": 0.7, "meningioma": 0.05, "no_tumor": 0.2, "pituitary": 0.05}
 # Labelled "no tumour" but with a higher tumour probability (0.66) than GLIOMA_WEAK (0.55).
 SPREAD = {"glioma": 0.33, "meningioma": 0.33, "no_tumor": 0.34, "pituitary": 0.0}
 GLIOMA_WEAK = {"glioma": 0.5, "meningioma": 0.05, "no_tumor": 0.45, "pituitary": 0.0}
@@ -60,7 +45,7 @@ def test_status_follows_the_slices_jobs(api: APIClient, patient: Any) -> None:
     outcomes = slice_outcomes(study)
     assert study_status(study) == StudyStatus.PROCESSING
     for outcome in outcomes[:-1]:
-        finish(outcome.job, "no_tumor", CALM)
+        classify(outcome.job, "no_tumor", CALM)
     assert study_status(study) == StudyStatus.PROCESSING
     fail(outcomes[-1].job)
     assert study_status(study) == StudyStatus.DONE
@@ -74,9 +59,9 @@ def test_slices_come_in_frame_order(api: APIClient, patient: Any) -> None:
 def test_the_most_suspicious_slice_decides(api: APIClient, patient: Any) -> None:
     study = upload_study(api, patient)
     first, second, third = slice_outcomes(study)
-    finish(first.job, "no_tumor", CALM)
-    finish(second.job, "glioma", GLIOMA)
-    finish(third.job, "no_tumor", UNSURE)
+    classify(first.job, "no_tumor", CALM)
+    classify(second.job, "glioma", GLIOMA)
+    classify(third.job, "no_tumor", UNSURE)
     result = study_result(slice_outcomes(study))
     assert result is not None
     assert (result.label, result.deciding.slice.frame) == ("glioma", 2)
@@ -88,8 +73,8 @@ def test_a_tumour_label_wins_over_a_higher_tumour_probability_called_no_tumour(
 ) -> None:
     study = upload_study(api, patient, frames=2)
     first, second = slice_outcomes(study)
-    finish(first.job, "no_tumor", SPREAD)
-    finish(second.job, "glioma", GLIOMA_WEAK)
+    classify(first.job, "no_tumor", SPREAD)
+    classify(second.job, "glioma", GLIOMA_WEAK)
     result = study_result(slice_outcomes(study))
     assert result is not None and result.label == "glioma"
 
@@ -99,8 +84,8 @@ def test_all_calm_is_no_tumour_reported_with_its_most_suspicious_slice(
 ) -> None:
     study = upload_study(api, patient, frames=2)
     first, second = slice_outcomes(study)
-    finish(first.job, "no_tumor", CALM)
-    finish(second.job, "no_tumor", UNSURE)
+    classify(first.job, "no_tumor", CALM)
+    classify(second.job, "no_tumor", UNSURE)
     result = study_result(slice_outcomes(study))
     assert result is not None
     assert (result.label, result.deciding.slice.frame) == ("no_tumor", 2)
@@ -111,13 +96,13 @@ def test_a_slice_without_an_answer_or_needing_review_makes_the_study_need_review
 ) -> None:
     study = upload_study(api, patient, frames=2)
     first, second = slice_outcomes(study)
-    finish(first.job, "no_tumor", CALM)
+    classify(first.job, "no_tumor", CALM)
     fail(second.job)
     result = study_result(slice_outcomes(study))
     assert result is not None and result.needs_review and result.slices_failed == 1
     second.job.status = Job.Status.QUEUED
     second.job.save()
-    finish(second.job, "no_tumor", CALM, review=True)
+    classify(second.job, "no_tumor", CALM, needs_review=True)
     result = study_result(slice_outcomes(study))
     assert result is not None and result.needs_review and result.slices_failed == 0
 
@@ -145,8 +130,8 @@ def test_a_study_refused_at_the_door_says_so(api: APIClient, patient: Any) -> No
 def test_the_api_shows_a_study_with_its_result_and_jobs(api: APIClient, patient: Any) -> None:
     study = upload_study(api, patient, frames=2)
     first, second = slice_outcomes(study)
-    finish(first.job, "no_tumor", CALM)
-    finish(second.job, "glioma", GLIOMA)
+    classify(first.job, "no_tumor", CALM)
+    classify(second.job, "glioma", GLIOMA)
     body = api.get(f"/api/v1/studies/{study.public_id}/").json()
     assert body["status"] == "done" and body["study_instance_uid"] == STUDY_UID
     assert body["result"]["label"] == "glioma"
