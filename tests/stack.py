@@ -15,7 +15,7 @@ from pathlib import Path
 from webapp.local_redis import free_port, port_is_open
 
 ROOT = Path(__file__).resolve().parent.parent
-STARTED = re.compile(r"^\[runstack\] started (\w+) \(pid (\d+)\)$", re.MULTILINE)
+STARTED = re.compile(r"^\[runstack\] started ([\w-]+) \(pid (\d+)\)$", re.MULTILINE)
 
 
 class RunningStack:

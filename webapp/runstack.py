@@ -1,6 +1,6 @@
 """Run the whole stack on one machine: `python -m webapp.runstack` (what `make run` calls).
 
-Web server, a Celery worker, Flower and the job sweeper, on embedded defaults:
+Web server, a Celery worker, Flower, the job sweeper and the PACS sender, on embedded defaults:
 SQLite under var/, the shipped model, and a private Redis when `REDIS_URL` is not
 set and nothing listens on 6379.
 
@@ -214,6 +214,8 @@ def app_services(env: dict[str, str]) -> list[Service]:
                    "-c", concurrency, "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
         "sweeper": [python, "manage.py", "sweep_jobs", "--loop", "--interval", "30"],
+        # Sends finished DICOM studies' results to each organisation's PACS (docs/pacs.md).
+        "pacs-sender": [python, "manage.py", "send_pacs_results", "--loop", "--interval", "5"],
     }  # fmt: skip
     return [Service(name, launcher(command, env)) for name, command in commands.items()]
 

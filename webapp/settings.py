@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "predictions",
+    "dicom",
 ]
 
 MIDDLEWARE = [
@@ -127,6 +128,18 @@ MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
 MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# DICOM in and out (docs/pacs.md). A study (a zip upload or one STOW-RS request) may be
+# far larger than one slice, so it has limits of its own.
+DICOM_MAX_STUDY_BYTES = env_int("DICOM_MAX_STUDY_BYTES", 512 * 1024 * 1024, minimum=1)
+DICOM_MAX_FILES = env_int("DICOM_MAX_FILES", 2000, minimum=1)
+DICOM_MAX_FRAMES = env_int("DICOM_MAX_FRAMES", 1000, minimum=1)
+# Results go back to the PACS once a study has had no new instance for this long...
+DICOM_STUDY_SETTLE_S = env_int("DICOM_STUDY_SETTLE_S", 10, minimum=0)
+# ...and a failed sending is tried again after 30 s, 60 s, 120 s, ... up to this many times.
+DICOM_DELIVERY_MAX_ATTEMPTS = env_int("DICOM_DELIVERY_MAX_ATTEMPTS", 8, minimum=1)
+DICOM_DELIVERY_BACKOFF_S = env_int("DICOM_DELIVERY_BACKOFF_S", 30, minimum=1)
+DICOM_DELIVERY_TIMEOUT_S = env_float("DICOM_DELIVERY_TIMEOUT_S", 30.0)
 
 # Workers authenticate to the internal endpoints with this shared secret.
 WORKER_SECRET = env_secret("WORKER_SECRET", required=not DEBUG) or "insecure-debug-worker-secret"

@@ -15,6 +15,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
+from dicom import api as dicom_api
+from dicom.uploads import is_dicom_file
 from predictions import jobs
 from predictions.api.filters import JobFilter, PatientFilter
 from predictions.api.serializers import (
@@ -61,9 +63,13 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
         request={"multipart/form-data": ScanSubmissionSerializer},
         responses={202: inline_serializer("Submission", {"job": JobSummarySerializer()})},
         description="Upload one MRI slice (JPEG or PNG) for a patient; it is classified "
-        "asynchronously. Poll the returned job URL.",
+        "asynchronously. Poll the returned job URL. A DICOM file, or a zip of a series or "
+        "study, is answered with its study and one job per slice (docs/pacs.md).",
     )
     def create(self, request: Request) -> Response:
+        # DICOM hook: a .dcm file or a zip of a series or study is the dicom app's to take.
+        if is_dicom_file(request.FILES.get("image")):
+            return dicom_api.submit_upload(request)
         submission = ScanSubmissionSerializer(data=request.data, context={"request": request})
         submission.is_valid(raise_exception=True)
         data = submission.validated_data

@@ -22,6 +22,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from dicom import portal as dicom_portal
+from dicom.uploads import is_dicom_file
 from predictions import broker, jobs, reviews
 from predictions.models import LABELS, Job, Organisation, Patient, Prediction, Scan, organisation_of
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
@@ -205,6 +207,9 @@ def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     """Take one file (the page sends each file on its own) and queue a job for it."""
     patient = _patient(request, public_id)
+    # DICOM hook: a .dcm file or a zip of a series or study is the dicom app's to take.
+    if is_dicom_file(upload := request.FILES.get("image")):
+        return dicom_portal.upload(request, patient, upload)
     form = ScanUploadForm(files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)

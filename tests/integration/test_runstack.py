@@ -22,7 +22,7 @@ from workers.config import broker_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"web", "worker", "flower", "sweeper"}
+SERVICES = {"web", "worker", "flower", "sweeper", "pacs-sender"}
 
 
 @pytest.fixture

@@ -91,7 +91,8 @@
         upload.progress.value = 100;
         upload.item.classList.add("accepted");
         upload.state.textContent = "uploaded: queued";
-        addJobRow(body.job, upload.file.name);
+        // A DICOM series or study answers with one job per slice.
+        (body.jobs || [body.job]).forEach((job) => addJobRow(job, upload.file.name));
         announce(`${upload.file.name} uploaded and queued.`);
       } else {
         rejected(upload, body.errors || [`The upload failed (HTTP ${xhr.status}).`]);
