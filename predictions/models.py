@@ -16,7 +16,16 @@ from django.utils import timezone
 
 from workers.contracts import FINAL_FAILURES, LABELS, FailureCode
 
-LABEL_CHOICES = [(label, label) for label in LABELS]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_RGBA = b"\x06"  # the IHDR colour type of truecolour with alpha
+# The one vocabulary people read; the API and the data keep the contract's keys.
+LABEL_WORDS = {
+    "glioma": "Glioma",
+    "meningioma": "Meningioma",
+    "no_tumor": "No tumour",
+    "pituitary": "Pituitary tumour",
+}
+LABEL_CHOICES = [(label, LABEL_WORDS.get(label, label)) for label in LABELS]
 FAILURE_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in FailureCode]
 
 
@@ -24,6 +33,13 @@ class Organisation(models.Model):
     """A clinic or research group; the unit of data visibility."""
 
     name = models.CharField(max_length=200, unique=True)
+    # Blind reading: readers commit their own verdict before the model's answer is shown, so
+    # the model cannot anchor it (automation bias).
+    hide_model_until_review = models.BooleanField(
+        default=False,
+        help_text="Hide the model's label, probabilities and heat map from a reader "
+        "until they have recorded their own verdict on the result.",
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -161,6 +177,17 @@ class Job(models.Model):
         """A failed job, unless its failure is an answer a retry cannot change."""
         return self.status == self.Status.FAILED and self.failure_code not in FINAL_FAILURES
 
+    @property
+    def latest_review(self) -> Review | None:
+        """Return the newest review; prefetch `reviews` to avoid a query per job."""
+        return next(iter(self.reviews.all()), None)
+
+    def reviewed_by_user(self, user: object) -> bool:
+        """Whether `user` has recorded a verdict on this job (uses prefetched `reviews`)."""
+        return any(
+            review.reviewed_by_id == getattr(user, "pk", None) for review in self.reviews.all()
+        )
+
     @classmethod
     def unfinished_with_id(cls, public_id: uuid.UUID) -> QuerySet[Job]:
         """Select a job only while unfinished: the guard that makes worker reports idempotent."""
@@ -192,6 +219,18 @@ class Prediction(models.Model):
     def confidence(self) -> float:
         return float(self.probabilities.get(self.label, 0.0))
 
+    def heatmap_is_layer(self) -> bool:
+        """Whether the heat map is a see-through layer over the original (reads its PNG header).
+
+        Older workers stored an opaque blend of the model's cropped view, which lines up
+        with nothing on the original: those are shown beside the scan, not over it.
+        """
+        if not self.heatmap:
+            return False
+        with self.heatmap.open("rb") as handle:
+            header = handle.read(26)
+        return header[:8] == PNG_SIGNATURE and header[25:26] == PNG_RGBA
+
 
 def organisation_of(user: object) -> Organisation | None:
     """Return the user's organisation, or None for anonymous users and non-members."""
@@ -202,9 +241,13 @@ def organisation_of(user: object) -> Organisation | None:
 
 
 class Review(models.Model):
-    """A clinician's verdict on a job's result: the label the next model is trained on."""
+    """A clinician's verdict on a job's result: the label the next model is trained on.
 
-    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="review")
+    Every verdict is a new row, never an edit: the newest one counts, the others are
+    the result's history.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="reviews")
     label = models.CharField(max_length=32, choices=LABEL_CHOICES)
     # Stored, not derived at query time, so reports can count agreement cheaply.
     confirmed = models.BooleanField(help_text="The reviewer kept the model's label.")
@@ -213,9 +256,11 @@ class Review(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     reviewed_at = models.DateTimeField(default=timezone.now)
+    # False when the reader committed blind (the organisation hid the model's answer).
+    model_answer_shown = models.BooleanField(default=True)
 
     class Meta:
-        ordering = ["-reviewed_at"]
+        ordering = ["-reviewed_at", "-pk"]
 
     def __str__(self) -> str:
         verdict = "confirmed" if self.confirmed else "corrected"

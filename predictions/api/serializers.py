@@ -19,8 +19,10 @@ from predictions.models import (
     Job,
     Patient,
     Prediction,
+    Review,
     organisation_of,
 )
+from predictions.reviews import COMMENT_MAX_LENGTH
 from workers.config import DEVICES
 from workers.contracts import (
     ContractError,
@@ -159,6 +161,29 @@ class ScanSerializer(serializers.Serializer):
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
     created = serializers.DateTimeField()
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    """A clinician's verdict; posting one adds it to the job's history, never replaces one."""
+
+    # The contract's key; DRF's stubs type `Field.label` (the display name) as a string.
+    label = serializers.ChoiceField(choices=LABELS)  # type: ignore[assignment]
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=COMMENT_MAX_LENGTH, default=""
+    )
+    reviewer = serializers.CharField(
+        source="reviewed_by.get_username", read_only=True, default=None
+    )
+    model_answer_shown = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="False when the reader chose the label without seeing the model's answer.",
+    )
+
+    class Meta:
+        model = Review
+        fields = ["label", "comment", "confirmed", "reviewer", "reviewed_at", "model_answer_shown"]
+        read_only_fields = ["confirmed", "reviewed_at"]
 
 
 # The worker-facing serializers: the site's only writer of worker reports.

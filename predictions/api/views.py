@@ -15,15 +15,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from predictions import jobs
+from predictions import jobs, reviews
 from predictions.api.filters import JobFilter, PatientFilter
 from predictions.api.serializers import (
     JobSerializer,
     JobSummarySerializer,
     PatientSerializer,
+    ReviewSerializer,
     ScanSerializer,
     ScanSubmissionSerializer,
 )
+from predictions.audit_hook import audit
 from predictions.models import Job, Patient, Scan, organisation_of
 
 
@@ -101,6 +103,36 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         if not hasattr(job, "prediction") or not job.prediction.heatmap:
             raise ValidationError("This job has no heat map (it has not succeeded).")
         return FileResponse(job.prediction.heatmap.open("rb"), content_type="image/png")
+
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        responses={200: ReviewSerializer(many=True)},
+        description="The job's reviews, newest first: the first one counts.",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=ReviewSerializer,
+        responses={201: ReviewSerializer},
+        description="Add a verdict on a succeeded job; earlier ones stay as its history.",
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
+    def reviews(self, request: Request, pk: str) -> Response:
+        job = self.get_object()
+        if request.method == "GET":
+            history = job.reviews.select_related("reviewed_by")
+            return Response(ReviewSerializer(history, many=True).data)
+        serializer = ReviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            review = reviews.record_review(
+                job, data["label"], data["comment"], request.user, data["model_answer_shown"]
+            )
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        audit(request, "review.create", review)
+        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={202: JobSummarySerializer})
     @action(detail=True, methods=["post"])

@@ -6,7 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from predictions.images import inspect_upload
-from predictions.models import LABELS, Organisation, Patient
+from predictions.models import LABEL_CHOICES, Organisation, Patient
 from predictions.reviews import COMMENT_MAX_LENGTH
 
 
@@ -52,7 +52,7 @@ class ScanUploadForm(forms.Form):
 
 class ReviewForm(forms.Form):
     label = forms.ChoiceField(
-        choices=[(label, label.replace("_", " ")) for label in LABELS],
+        choices=LABEL_CHOICES,
         widget=forms.RadioSelect,
         label="Reviewed label",
         error_messages={

@@ -15,27 +15,33 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from predictions import broker, jobs, reviews
-from predictions.models import LABELS, Job, Organisation, Patient, Prediction, Scan, organisation_of
+from predictions.audit_hook import audit
+from predictions.models import (
+    LABEL_WORDS,
+    LABELS,
+    Job,
+    Organisation,
+    Patient,
+    Prediction,
+    Review,
+    Scan,
+    organisation_of,
+)
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
 from workers.contracts import FailureCode
 
 log = logging.getLogger(__name__)
 
 PATIENTS_PER_PAGE = 25
-STATUS_WORDS = {
-    Job.Status.QUEUED: "queued",
-    Job.Status.RUNNING: "running",
-    Job.Status.SUCCEEDED: "done",
-    Job.Status.FAILED: "failed",
-}
 # Failures that are the model's answer about the image, shown as an outcome, not an error.
 OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
 DASHBOARD_TIMEOUT_S = 1.0
@@ -54,9 +60,18 @@ def _patient(request: HttpRequest, public_id: uuid.UUID) -> Patient:
 
 def _jobs(request: HttpRequest) -> QuerySet[Job]:
     _organisation(request)
-    return Job.objects.visible_to(request.user).select_related(
-        "scan__patient", "prediction", "review__reviewed_by"
+    newest_first = Review.objects.select_related("reviewed_by").order_by("-reviewed_at", "-pk")
+    return (
+        Job.objects.visible_to(request.user)
+        .select_related("scan__patient", "prediction")
+        .prefetch_related(Prefetch("reviews", queryset=newest_first))
     )
+
+
+def _answer_hidden(request: HttpRequest, job: Job) -> bool:
+    """Whether the model's answer is kept from this reader until they record their own."""
+    blind = _organisation(request).hide_model_until_review
+    return blind and job.status == Job.Status.SUCCEEDED and not job.reviewed_by_user(request.user)
 
 
 def _job(request: HttpRequest, public_id: uuid.UUID) -> Job:
@@ -80,6 +95,7 @@ class JobState(TypedDict):
     error: str
     url: str
     scan_image_url: str
+    answer_hidden: bool
 
 
 class Bar(TypedDict):
@@ -88,16 +104,19 @@ class Bar(TypedDict):
     top: bool
 
 
-def job_state(job: Job) -> JobState:
-    """Return what a page row (and the status poll) shows about a job."""
-    prediction = getattr(job, "prediction", None) if job.is_finished else None
+def job_state(job: Job, answer_hidden: bool = False) -> JobState:
+    """Return what a page row (and the status poll) shows about a job.
+
+    With `answer_hidden` (blind reading) the model's label and confidence are left out.
+    """
+    prediction = getattr(job, "prediction", None) if job.is_finished and not answer_hidden else None
     outcome = OUTCOME_WORDS.get(FailureCode(job.failure_code)) if job.failure_code else None
     end = job.finished_at or timezone.now()
     return {
         "id": str(job.public_id),
         "status": job.status,
-        # An outcome (not a brain MRI) is a finished answer, not an error.
-        "status_text": "done" if outcome else STATUS_WORDS[Job.Status(job.status)],
+        # The API's word: a refusal ("not a brain MRI") is a failed job whose outcome says why.
+        "status_text": job.status,
         "finished": job.is_finished,
         "elapsed_s": round(max(0.0, (end - job.created).total_seconds()), 1),
         "label": prediction.label if prediction else None,
@@ -109,6 +128,7 @@ def job_state(job: Job) -> JobState:
         "error": job.error,
         "url": reverse("portal:job", args=[job.public_id]),
         "scan_image_url": reverse("portal:scan-image", args=[job.scan.public_id]),
+        "answer_hidden": answer_hidden,
     }
 
 
@@ -125,14 +145,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         counts[row["status"]] = row["n"]
     queue = broker.queue_for()
     context = {
-        "counts": [(STATUS_WORDS[Job.Status(status)], n) for status, n in counts.items()],
+        "counts": list(counts.items()),
         "queue": queue,
         "queue_length": _queue_length(queue),
         "workers": _workers_online(),
         "failures": visible.filter(status=Job.Status.FAILED)
         .exclude(failure_code__in=list(OUTCOME_WORDS))
         .select_related("scan__patient")[:10],
-        "to_review": visible.filter(status=Job.Status.SUCCEEDED, review__isnull=True).count(),
+        "to_review": visible.filter(status=Job.Status.SUCCEEDED, reviews__isnull=True).count(),
         "refused_today": todays.filter(answered).count(),
         "flower_url": settings.FLOWER_URL,
     }
@@ -193,7 +213,7 @@ def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created")
     context = {
         "patient": patient,
-        "rows": [(job, job_state(job)) for job in patient_jobs],
+        "rows": [(job, job_state(job, _answer_hidden(request, job))) for job in patient_jobs],
         "scan_count": patient.scans.count(),
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
     }
@@ -219,7 +239,7 @@ def job_status(request: HttpRequest) -> JsonResponse:
     """Return the state of the jobs named by `?id=` (at most 100), for the page's polling."""
     wanted = [_uuid_or_none(raw) for raw in request.GET.getlist("id")[:100]]
     found = _jobs(request).filter(public_id__in=[i for i in wanted if i])
-    return JsonResponse({"jobs": [job_state(job) for job in found]})
+    return JsonResponse({"jobs": [job_state(job, _answer_hidden(request, job)) for job in found]})
 
 
 def _uuid_or_none(raw: str) -> uuid.UUID | None:
@@ -233,19 +253,37 @@ def _uuid_or_none(raw: str) -> uuid.UUID | None:
 @require_GET
 def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     job = _job(request, public_id)
-    review = getattr(job, "review", None)
+    hidden = _answer_hidden(request, job)
     prediction = getattr(job, "prediction", None)
-    initial = {"label": review.label if review else getattr(prediction, "label", None)}
+    shown = None if hidden else prediction
+    history = list(job.reviews.all())
     context = {
         "job": job,
-        "state": job_state(job),
-        "prediction": prediction,
-        "bars": _bars(prediction),
-        "review": review,
-        "form": ReviewForm(initial={**initial, "comment": review.comment if review else ""}),
+        "state": job_state(job, hidden),
+        "prediction": shown,
+        "answer_hidden": hidden,
+        "reviewable": prediction is not None,
+        "bars": _bars(shown),
+        "review": history[0] if history else None,
+        "history": history,
+        # Never pre-filled: a verdict must be the reader's own choice, not the model's.
+        "form": ReviewForm(),
         "timings": _timings(job),
+        **_heatmap_kind(shown),
     }
     return render(request, "predictions/job_detail.html", context)
+
+
+def _heatmap_kind(prediction: Prediction | None) -> dict[str, bool]:
+    """Say whether the heat map is drawn over the scan (a layer) or beside it (an old blend)."""
+    has_heatmap = bool(prediction and prediction.heatmap)
+    layer = has_heatmap and prediction is not None and prediction.heatmap_is_layer()
+    return {"heatmap_layer": layer, "legacy_heatmap": has_heatmap and not layer}
+
+
+def _words(label: str) -> str:
+    """Return a label as people read it: "No tumour", "Glioma"."""
+    return LABEL_WORDS.get(label, label)
 
 
 def _bars(prediction: Prediction | None) -> list[Bar]:
@@ -253,7 +291,7 @@ def _bars(prediction: Prediction | None) -> list[Bar]:
         return []
     return [
         {
-            "label": label.replace("_", " "),
+            "label": _words(label),
             "percent": round(100 * float(prediction.probabilities.get(label, 0.0)), 1),
             "top": label == prediction.label,
         }
@@ -282,14 +320,21 @@ def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     if job.status != Job.Status.SUCCEEDED:
         messages.error(request, "Only a finished result can be reviewed.")
     elif form.is_valid():
-        review = reviews.record_review(
-            job, form.cleaned_data["label"], form.cleaned_data["comment"], request.user
-        )
-        verdict = "confirmed" if review.confirmed else f"corrected to {review.label}"
+        shown = not _answer_hidden(request, job)
+        data = form.cleaned_data
+        review = reviews.record_review(job, data["label"], data["comment"], request.user, shown)
+        audit(request, "review.create", review)
+        verdict = "confirmed" if review.confirmed else f"corrected to {_words(review.label)}"
         messages.success(request, f"Review saved: {verdict}.")
     else:
         messages.error(request, form.error_text())
-    return redirect("portal:job", public_id=job.public_id)
+    return redirect(_job_url(job, request.POST.get("worklist", "")))
+
+
+def _job_url(job: Job, worklist_query: str = "") -> str:
+    """Return the job's page, keeping the worklist it was opened from (for next/previous)."""
+    url = reverse("portal:job", args=[job.public_id])
+    return f"{url}?{urlencode({'worklist': worklist_query})}" if worklist_query else url
 
 
 @login_required

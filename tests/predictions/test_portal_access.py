@@ -68,7 +68,7 @@ def test_status_poll_shows_only_the_callers_jobs(
     assert outsider_portal.get(url).json() == {"jobs": []}
     [state] = portal.get(url).json()["jobs"]
     assert state["id"] == str(prediction.job.public_id)
-    assert (state["status_text"], state["label"], state["finished"]) == ("done", "glioma", True)
+    assert (state["status_text"], state["label"], state["finished"]) == ("succeeded", "glioma", True)
 
 
 def test_a_user_without_an_organisation_is_refused(db: None, django_user_model: Any) -> None:

@@ -222,9 +222,67 @@
     });
   }
 
+  function setUpHeatmapControls() {
+    const heatmap = document.getElementById("heatmap");
+    const opacity = document.getElementById("heatmap-opacity");
+    const sideBySide = document.getElementById("side-by-side-toggle");
+    const figure = document.getElementById("scan-figure");
+    if (heatmap && opacity) {
+      const apply = () => { heatmap.style.opacity = String(Number(opacity.value) / 100); };
+      opacity.addEventListener("input", apply);
+      apply();
+    }
+    if (sideBySide && figure) {
+      sideBySide.addEventListener("click", () => {
+        const side = figure.dataset.mode !== "side";
+        figure.dataset.mode = side ? "side" : "overlay";
+        sideBySide.setAttribute("aria-pressed", String(side));
+      });
+    }
+  }
+
+  // ---- Reading with the keyboard -----------------------------------------------------
+
+  function typingIn(target) {
+    return target instanceof HTMLElement &&
+      (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) &&
+        !["radio", "checkbox", "range", "button"].includes(target.type));
+  }
+
+  function setUpShortcuts() {
+    const form = document.getElementById("review-form");
+    document.addEventListener("keydown", (event) => {
+      if (event.altKey || event.ctrlKey || event.metaKey || typingIn(event.target)) return;
+      const key = event.key.toLowerCase();
+      const radios = form ? Array.from(form.querySelectorAll("input[name=label]")) : [];
+      const link = (rel) => document.querySelector(`#reading-nav a[rel=${rel}]`);
+      if (/^[1-9]$/.test(key) && radios[Number(key) - 1]) {
+        radios[Number(key) - 1].checked = true;
+        radios[Number(key) - 1].focus();
+      } else if (key === "c" && form && document.getElementById("predicted-label")) {
+        const label = document.getElementById("predicted-label").dataset.label;
+        const radio = radios.find((input) => input.value === label);
+        if (!radio) return;
+        radio.checked = true;
+        form.requestSubmit();
+      } else if (key === "s" && form) {
+        form.requestSubmit();
+      } else if ((key === "n" || key === "p") && link(key === "n" ? "next" : "prev")) {
+        window.location.assign(link(key === "n" ? "next" : "prev").href);
+      } else if (key === "h" && document.getElementById("heatmap-toggle")) {
+        document.getElementById("heatmap-toggle").click();
+      } else {
+        return;
+      }
+      event.preventDefault();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    setUpShortcuts();
     setUpUpload();
     setUpHeatmapToggle();
+    setUpHeatmapControls();
     setInterval(() => { pollTable(); pollDetail(); }, POLL_MS);
     setInterval(tickElapsed, 1000);
   });
