@@ -8,11 +8,13 @@ app_name = "portal"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("worklist/", views.worklist, name="worklist"),
     path("patients/", views.patient_list, name="patients"),
     path("patients/new/", views.patient_create, name="patient-create"),
     path("patients/<uuid:public_id>/", views.patient_detail, name="patient"),
     path("patients/<uuid:public_id>/scans/", views.scan_upload, name="scan-upload"),
     path("scans/<uuid:public_id>/image/", views.scan_image, name="scan-image"),
+    path("scans/<uuid:public_id>/thumbnail/", views.scan_thumbnail, name="scan-thumbnail"),
     path("jobs/status/", views.job_status, name="job-status"),
     path("jobs/<uuid:public_id>/", views.job_detail, name="job"),
     path("jobs/<uuid:public_id>/heatmap/", views.job_heatmap, name="job-heatmap"),

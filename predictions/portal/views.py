@@ -16,14 +16,21 @@ from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch, Q, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    QueryDict,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from predictions import broker, jobs, reviews
+from predictions import broker, jobs, reviews, thumbnails
 from predictions.audit_hook import audit
 from predictions.models import (
     LABEL_WORDS,
@@ -36,12 +43,14 @@ from predictions.models import (
     Scan,
     organisation_of,
 )
+from predictions.portal import worklist as worklists
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
 from workers.contracts import FailureCode
 
 log = logging.getLogger(__name__)
 
 PATIENTS_PER_PAGE = 25
+WORKLIST_PER_PAGE = 25
 # Failures that are the model's answer about the image, shown as an outcome, not an error.
 OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
 DASHBOARD_TIMEOUT_S = 1.0
@@ -149,12 +158,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "queue": queue,
         "queue_length": _queue_length(queue),
         "workers": _workers_online(),
-        "failures": visible.filter(status=Job.Status.FAILED)
-        .exclude(failure_code__in=list(OUTCOME_WORDS))
-        .select_related("scan__patient")[:10],
+        "failures": visible.filter(status=Job.Status.FAILED).exclude(
+            failure_code__in=list(OUTCOME_WORDS)
+        )[:10],
         "to_review": visible.filter(status=Job.Status.SUCCEEDED, reviews__isnull=True).count(),
         "refused_today": todays.filter(answered).count(),
         "flower_url": settings.FLOWER_URL,
+        "today": today,
     }
     return render(request, "predictions/dashboard.html", context)
 
@@ -257,8 +267,11 @@ def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     prediction = getattr(job, "prediction", None)
     shown = None if hidden else prediction
     history = list(job.reviews.all())
+    worklist_query = request.GET.get("worklist", "")
     context = {
         "job": job,
+        "worklist_query": worklist_query,
+        "reading": _reading_position(request, job, worklist_query),
         "state": job_state(job, hidden),
         "prediction": shown,
         "answer_hidden": hidden,
@@ -272,6 +285,52 @@ def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         **_heatmap_kind(shown),
     }
     return render(request, "predictions/job_detail.html", context)
+
+
+@login_required
+@require_GET
+def worklist(request: HttpRequest) -> HttpResponse:
+    """Results across the organisation's patients, most suspicious first, filtered and paged."""
+    data = worklists.filter_data(request.GET.dict())
+    filterset = worklists.WorklistFilter(data, queryset=_jobs(request), request=request)
+    rows = worklists.by_suspicion(filterset.qs) if filterset.is_valid() else _jobs(request).none()
+    page = Paginator(rows, WORKLIST_PER_PAGE).get_page(request.GET.get("page"))
+    query = urlencode(data)
+    context = {
+        "filter": filterset,
+        "page": page,
+        "rows": [
+            (job, job_state(job, _answer_hidden(request, job)), _suspicion(job)) for job in page
+        ],
+        "worklist_query": query,
+    }
+    return render(request, "predictions/worklist.html", context)
+
+
+def _suspicion(job: Job) -> int | None:
+    """Return the probability of any tumour in percent, or None without a prediction."""
+    no_tumour = getattr(job, "no_tumour_probability", None)
+    return None if no_tumour is None else round(100 * (1 - float(no_tumour)))
+
+
+def _reading_position(request: HttpRequest, job: Job, query: str) -> dict[str, object] | None:
+    """Return the job's place in the worklist it was opened from: neighbours, index, count."""
+    if not query:
+        return None
+    data = worklists.filter_data(QueryDict(query).dict())
+    filterset = worklists.WorklistFilter(data, queryset=_jobs(request), request=request)
+    if not filterset.is_valid():
+        return None
+    ids = list(worklists.by_suspicion(filterset.qs).values_list("public_id", flat=True))
+    if job.public_id not in ids:
+        return {"index": None, "count": len(ids), "previous": None, "next": ids[0] if ids else None}
+    index = ids.index(job.public_id)
+    return {
+        "index": index + 1,
+        "count": len(ids),
+        "previous": ids[index - 1] if index > 0 else None,
+        "next": ids[index + 1] if index + 1 < len(ids) else None,
+    }
 
 
 def _heatmap_kind(prediction: Prediction | None) -> dict[str, bool]:
@@ -357,6 +416,16 @@ def scan_image(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
         Scan, public_id=public_id, patient__organisation=_organisation(request)
     )
     return _private_file(scan.image.open("rb"), scan.content_type)
+
+
+@login_required
+@require_GET
+def scan_thumbnail(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
+    """Return a small PNG of the scan, made once on the server and kept beside it."""
+    scan = get_object_or_404(
+        Scan, public_id=public_id, patient__organisation=_organisation(request)
+    )
+    return _private_file(thumbnails.thumbnail_of(scan), "image/png")
 
 
 @login_required

@@ -17,6 +17,7 @@ def pages(prediction: Any) -> dict[str, tuple[str, str]]:
         "patient": ("get", f"/patients/{patient.public_id}/"),
         "upload": ("post", f"/patients/{patient.public_id}/scans/"),
         "scan image": ("get", f"/scans/{scan.public_id}/image/"),
+        "scan thumbnail": ("get", f"/scans/{scan.public_id}/thumbnail/"),
         "job": ("get", f"/jobs/{job.public_id}/"),
         "heat map": ("get", f"/jobs/{job.public_id}/heatmap/"),
         "review": ("post", f"/jobs/{job.public_id}/review/"),
@@ -24,8 +25,24 @@ def pages(prediction: Any) -> dict[str, tuple[str, str]]:
     }
 
 
-ORG_PAGES = ["patient", "upload", "scan image", "job", "heat map", "review", "retry"]
-OPEN_PAGES = ["/", "/patients/", "/patients/new/", "/jobs/status/", "/export/reviewed.zip"]
+ORG_PAGES = [
+    "patient",
+    "upload",
+    "scan image",
+    "scan thumbnail",
+    "job",
+    "heat map",
+    "review",
+    "retry",
+]
+OPEN_PAGES = [
+    "/",
+    "/worklist/",
+    "/patients/",
+    "/patients/new/",
+    "/jobs/status/",
+    "/export/reviewed.zip",
+]
 
 
 @pytest.fixture
@@ -68,7 +85,11 @@ def test_status_poll_shows_only_the_callers_jobs(
     assert outsider_portal.get(url).json() == {"jobs": []}
     [state] = portal.get(url).json()["jobs"]
     assert state["id"] == str(prediction.job.public_id)
-    assert (state["status_text"], state["label"], state["finished"]) == ("succeeded", "glioma", True)
+    assert (state["status_text"], state["label"], state["finished"]) == (
+        "succeeded",
+        "glioma",
+        True,
+    )
 
 
 def test_a_user_without_an_organisation_is_refused(db: None, django_user_model: Any) -> None:
