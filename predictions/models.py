@@ -6,10 +6,14 @@ Every row that reaches a URL, a log line or a task message is named by a random
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
+import zoneinfo
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -29,6 +33,14 @@ LABEL_CHOICES = [(label, LABEL_WORDS.get(label, label)) for label in LABELS]
 FAILURE_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in FailureCode]
 
 
+TIME_ZONE_HELP = "An IANA time zone such as Europe/London; blank for the site's TIME_ZONE."
+
+
+def validate_time_zone(value: str) -> None:
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/London).")
+
+
 class Organisation(models.Model):
     """A clinic or research group; the unit of data visibility."""
 
@@ -39,6 +51,10 @@ class Organisation(models.Model):
         default=False,
         help_text="Hide the model's label, probabilities and heat map from a reader "
         "until they have recorded their own verdict on the result.",
+    )
+    # An IANA zone ("Europe/Paris"); blank: the site's TIME_ZONE. Times are shown in it.
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone], help_text=TIME_ZONE_HELP
     )
     created = models.DateTimeField(auto_now_add=True)
 
@@ -60,13 +76,26 @@ class Membership(models.Model):
         return f"{self.user} @ {self.organisation}"
 
 
+EXTERNAL_ID_MAX_LENGTH = 64
+
+
+def identifier_key(external_id: str) -> str:
+    """Return the form of a patient identifier used for matching: " mrn-1001 " == "MRN-1001".
+
+    Unicode-normalised (NFKC), trimmed, inner runs of spaces made one, case-folded.
+    """
+    return " ".join(unicodedata.normalize("NFKC", external_id).split()).casefold()
+
+
 class Patient(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(
         Organisation, on_delete=models.PROTECT, related_name="patients"
     )
-    # The clinic's own identifier (an MRN). It is the only identifying field kept.
-    external_id = models.CharField(max_length=64)
+    # The clinic's own identifier (an MRN), shown as entered. It is the only identifying field.
+    external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH)
+    # `identifier_key(external_id)`, set on save: two spellings of one MRN are one patient.
+    identifier_key = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
@@ -76,12 +105,16 @@ class Patient(models.Model):
         ordering = ["-created"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organisation", "external_id"], name="patient_external_id_per_org"
+                fields=["organisation", "identifier_key"], name="patient_identifier_key_per_org"
             )
         ]
 
     def __str__(self) -> str:
         return self.external_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.identifier_key = identifier_key(self.external_id)
+        super().save(*args, **kwargs)
 
 
 def scan_upload_key(instance: Scan, filename: str) -> str:
@@ -102,13 +135,50 @@ class Scan(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The client's file name, shown only inside the organisation (it may carry a patient's
+    # name): never in storage keys, task messages or logs.
+    original_name = models.CharField(max_length=255, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    # A voided scan (filed in error) stays for the record but leaves worklists and exports.
+    voided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]
 
     def __str__(self) -> str:
         return f"scan {self.public_id}"
+
+    @property
+    def is_voided(self) -> bool:
+        return self.voided_at is not None
+
+
+class ScanCorrection(models.Model):
+    """A scan moved to another patient or voided: who, when, why; the scan's history."""
+
+    class Kind(models.TextChoices):
+        MOVE = "move"
+        VOID = "void"
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="corrections")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    from_patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    to_patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    reason = models.TextField(max_length=1000)
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    corrected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-corrected_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.scan}"
 
 
 class JobQuerySet(models.QuerySet["Job"]):

@@ -59,7 +59,11 @@ def record_review(
 
 def reviewed_scans(organisation: Organisation | None = None) -> Iterator[tuple[str, Scan]]:
     """Yield (reviewed label, scan) once per scan; its latest review wins."""
-    reviews: QuerySet[Review] = Review.objects.select_related("job__scan").order_by("-reviewed_at")
+    reviews: QuerySet[Review] = (
+        Review.objects.select_related("job__scan")
+        .filter(job__scan__voided_at__isnull=True)  # filed in error: not training data
+        .order_by("-reviewed_at", "-pk")
+    )
     if organisation is not None:
         reviews = reviews.filter(job__scan__patient__organisation=organisation)
     seen: set[int] = set()

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 from rest_framework import serializers
 
+from predictions.identity import checked_identifier
 from predictions.images import inspect_upload
 from predictions.models import (
     FAILURE_CODE_CHOICES,
@@ -36,17 +37,20 @@ from workers.contracts import (
 class PatientSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
 
+    # No max_length here: `checked_identifier` refuses an over-long one with the limit.
+    external_id = serializers.CharField(trim_whitespace=False)
+
     class Meta:
         model = Patient
         fields = ["id", "external_id", "created"]
         read_only_fields = ["created"]
 
     def validate_external_id(self, value: str) -> str:
-        value = value.strip()
         organisation = organisation_of(self.context["request"].user)
-        if Patient.objects.filter(organisation=organisation, external_id=value).exists():
-            raise serializers.ValidationError("A patient with this external_id already exists.")
-        return value
+        try:
+            return checked_identifier(organisation, value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -133,6 +137,11 @@ class ScanSubmissionSerializer(serializers.Serializer):
         choices=list(DEVICES),
         required=False,
         help_text="Where to run the model; the site's DEFAULT_DEVICE when left out.",
+    )
+    allow_duplicate = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Accept an image identical to one the patient already has (otherwise 409).",
     )
 
     def validate_patient(self, value: uuid.UUID) -> Patient:

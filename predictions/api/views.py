@@ -8,7 +8,7 @@ from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -61,21 +61,44 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
 
     @extend_schema(
         request={"multipart/form-data": ScanSubmissionSerializer},
-        responses={202: inline_serializer("Submission", {"job": JobSummarySerializer()})},
+        responses={
+            202: inline_serializer("Submission", {"job": JobSummarySerializer()}),
+            409: inline_serializer(
+                "Duplicate",
+                {"detail": serializers.CharField(), "job": JobSummarySerializer()},
+            ),
+        },
         description="Upload one MRI slice (JPEG or PNG) for a patient; it is classified "
-        "asynchronously. Poll the returned job URL.",
+        "asynchronously. Poll the returned job URL. An image identical to one the patient "
+        "already has is a 409 with the existing job, unless `allow_duplicate` is true.",
     )
     def create(self, request: Request) -> Response:
         submission = ScanSubmissionSerializer(data=request.data, context={"request": request})
         submission.is_valid(raise_exception=True)
         data = submission.validated_data
+        earlier = jobs.earlier_job_for_same_image(data["patient"], data["facts"].sha256)
+        if earlier is not None and not data["allow_duplicate"]:
+            return self._duplicate(request, earlier)
         job = jobs.submit_scan(
-            data["patient"], data["image"], data["facts"], request.user, data.get("device")
+            data["patient"],
+            data["image"],
+            data["facts"],
+            request.user,
+            data.get("device"),
+            original_name=data["image"].name or "",
         )
         body = {"job": JobSummarySerializer(job, context={"request": request}).data}
         return Response(
             body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["job"]["url"])}
         )
+
+    def _duplicate(self, request: Request, earlier: Job) -> Response:
+        body = {
+            "detail": "This patient already has an identical image; send allow_duplicate=true "
+            "to classify it again.",
+            "job": JobSummarySerializer(earlier, context={"request": request}).data,
+        }
+        return Response(body, status=status.HTTP_409_CONFLICT)
 
     @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])

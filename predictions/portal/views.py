@@ -25,13 +25,16 @@ from django.http import (
     QueryDict,
 )
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
-from predictions import broker, jobs, reviews, thumbnails
+from predictions import broker, corrections, jobs, reviews, thumbnails
 from predictions.audit_hook import audit
+from predictions.identity import find_patient
 from predictions.models import (
     LABEL_WORDS,
     LABELS,
@@ -41,16 +44,24 @@ from predictions.models import (
     Prediction,
     Review,
     Scan,
+    identifier_key,
     organisation_of,
 )
 from predictions.portal import worklist as worklists
-from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
+from predictions.portal.forms import (
+    MoveScanForm,
+    PatientForm,
+    ReviewForm,
+    ScanUploadForm,
+    VoidScanForm,
+)
 from workers.contracts import FailureCode
 
 log = logging.getLogger(__name__)
 
 PATIENTS_PER_PAGE = 25
 WORKLIST_PER_PAGE = 25
+SCANS_PER_PAGE = 25
 # Failures that are the model's answer about the image, shown as an outcome, not an error.
 OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
 DASHBOARD_TIMEOUT_S = 1.0
@@ -197,7 +208,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     )
     query = request.GET.get("q", "").strip()
     if query:
-        patients = patients.filter(external_id__icontains=query)
+        patients = patients.filter(identifier_key__contains=identifier_key(query))
     page = Paginator(patients, PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "predictions/patient_list.html", {"page": page, "query": query})
 
@@ -220,10 +231,12 @@ def patient_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     patient = _patient(request, public_id)
-    patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created")
+    patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created", "-pk")
+    page = Paginator(patient_jobs, SCANS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "patient": patient,
-        "rows": [(job, job_state(job, _answer_hidden(request, job))) for job in patient_jobs],
+        "page": page,
+        "rows": [(job, job_state(job, _answer_hidden(request, job))) for job in page],
         "scan_count": patient.scans.count(),
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
     }
@@ -233,14 +246,120 @@ def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_POST
 def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
-    """Take one file (the page sends each file on its own) and queue a job for it."""
+    """Take one file (the page sends each file on its own) and queue a job for it.
+
+    An image identical to one the patient already has is a 409 naming the earlier result,
+    unless the form says `allow_duplicate`.
+    """
     patient = _patient(request, public_id)
-    form = ScanUploadForm(files=request.FILES)
+    form = ScanUploadForm(request.POST, files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
     data = form.cleaned_data
-    job = jobs.submit_scan(patient, data["image"], data["facts"], request.user)
-    return JsonResponse({"job": job_state(job)}, status=202)
+    earlier = jobs.earlier_job_for_same_image(patient, data["facts"].sha256)
+    if earlier is not None and not data["allow_duplicate"]:
+        return JsonResponse(_duplicate_answer(earlier), status=409)
+    job = jobs.submit_scan(
+        patient, data["image"], data["facts"], request.user, original_name=data["image"].name
+    )
+    # The page inserts the server's own rows: one template for page loads and live updates.
+    context = {"job": job, "state": job_state(job)}
+    body = {
+        "job": context["state"],
+        "row_html": render_to_string("predictions/_job_row.html", context, request),
+        "upload_html": render_to_string("predictions/_upload_item.html", context, request),
+    }
+    return JsonResponse(body, status=202)
+
+
+@login_required
+@require_GET
+def job_row(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Return the job's table row, as the page shows it (htmx polls it until finished)."""
+    job = _job(request, public_id)
+    context = {"job": job, "state": job_state(job, _answer_hidden(request, job))}
+    return render(request, "predictions/_job_row.html", context)
+
+
+@login_required
+@require_GET
+def job_upload_item(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Return the upload list's line for the job: a link to the result with its outcome."""
+    job = _job(request, public_id)
+    context = {"job": job, "state": job_state(job, _answer_hidden(request, job))}
+    return render(request, "predictions/_upload_item.html", context)
+
+
+@login_required
+@require_GET
+def job_badge(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Return the status badge of an unfinished job; once finished, have htmx reload the page."""
+    job = _job(request, public_id)
+    if job.is_finished:
+        return HttpResponseClientRefresh()
+    return render(request, "predictions/_job_badge.html", {"job": job, "state": job_state(job)})
+
+
+def _duplicate_answer(earlier: Job) -> dict[str, object]:
+    when = timezone.localtime(earlier.created).strftime("%Y-%m-%d %H:%M %Z")
+    return {
+        "errors": [f"This patient already has this exact image (uploaded {when})."],
+        "duplicate_of": {"id": str(earlier.public_id), "url": _job_url(earlier)},
+    }
+
+
+@login_required
+@require_POST
+def scan_move(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    scan = _scan(request, public_id)
+    form = MoveScanForm(request.POST, prefix="move")
+    if not form.is_valid():
+        messages.error(request, form.error_text())
+        return redirect(_scan_page(scan))
+    target = find_patient(scan.patient.organisation, form.cleaned_data["patient"])
+    if target is None:
+        messages.error(request, "No patient of your organisation has this identifier.")
+        return redirect(_scan_page(scan))
+    try:
+        correction = corrections.move_scan(scan, target, form.cleaned_data["reason"], request.user)
+    except corrections.CorrectionError as exc:
+        messages.error(request, str(exc))
+    else:
+        audit(request, "scan.move", correction.scan)
+        messages.success(request, f"The scan was moved to patient {target.external_id}.")
+    return redirect(_scan_page(scan))
+
+
+@login_required
+@require_POST
+def scan_void(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    scan = _scan(request, public_id)
+    form = VoidScanForm(request.POST, prefix="void")
+    if not form.is_valid():
+        messages.error(request, form.error_text())
+        return redirect(_scan_page(scan))
+    try:
+        corrections.void_scan(scan, form.cleaned_data["reason"], request.user)
+    except corrections.CorrectionError as exc:
+        messages.error(request, str(exc))
+    else:
+        audit(request, "scan.void", scan)
+        messages.success(request, "The scan was voided; it stays on record.")
+    return redirect(_scan_page(scan))
+
+
+def _scan(request: HttpRequest, public_id: uuid.UUID) -> Scan:
+    return get_object_or_404(
+        Scan.objects.select_related("patient__organisation"),
+        public_id=public_id,
+        patient__organisation=_organisation(request),
+    )
+
+
+def _scan_page(scan: Scan) -> str:
+    """Return the page of the scan's newest job, where corrections are made and shown."""
+    job = scan.jobs.order_by("-created").first()
+    return _job_url(job) if job else reverse("portal:patient", args=[scan.patient.public_id])
 
 
 @login_required
@@ -282,6 +401,11 @@ def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         # Never pre-filled: a verdict must be the reader's own choice, not the model's.
         "form": ReviewForm(),
         "timings": _timings(job),
+        "corrections": job.scan.corrections.select_related(
+            "from_patient", "to_patient", "corrected_by"
+        ),
+        "move_form": MoveScanForm(prefix="move"),
+        "void_form": VoidScanForm(prefix="void"),
         **_heatmap_kind(shown),
     }
     return render(request, "predictions/job_detail.html", context)
@@ -292,7 +416,7 @@ def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 def worklist(request: HttpRequest) -> HttpResponse:
     """Results across the organisation's patients, most suspicious first, filtered and paged."""
     data = worklists.filter_data(request.GET.dict())
-    filterset = worklists.WorklistFilter(data, queryset=_jobs(request), request=request)
+    filterset = worklists.WorklistFilter(data, queryset=_worklist_jobs(request), request=request)
     rows = worklists.by_suspicion(filterset.qs) if filterset.is_valid() else _jobs(request).none()
     page = Paginator(rows, WORKLIST_PER_PAGE).get_page(request.GET.get("page"))
     query = urlencode(data)
@@ -307,6 +431,11 @@ def worklist(request: HttpRequest) -> HttpResponse:
     return render(request, "predictions/worklist.html", context)
 
 
+def _worklist_jobs(request: HttpRequest) -> QuerySet[Job]:
+    """The jobs a worklist draws from: the organisation's, less those of voided scans."""
+    return _jobs(request).filter(scan__voided_at__isnull=True)
+
+
 def _suspicion(job: Job) -> int | None:
     """Return the probability of any tumour in percent, or None without a prediction."""
     no_tumour = getattr(job, "no_tumour_probability", None)
@@ -318,7 +447,7 @@ def _reading_position(request: HttpRequest, job: Job, query: str) -> dict[str, o
     if not query:
         return None
     data = worklists.filter_data(QueryDict(query).dict())
-    filterset = worklists.WorklistFilter(data, queryset=_jobs(request), request=request)
+    filterset = worklists.WorklistFilter(data, queryset=_worklist_jobs(request), request=request)
     if not filterset.is_valid():
         return None
     ids = list(worklists.by_suspicion(filterset.qs).values_list("public_id", flat=True))

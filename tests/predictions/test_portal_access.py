@@ -20,6 +20,11 @@ def pages(prediction: Any) -> dict[str, tuple[str, str]]:
         "scan thumbnail": ("get", f"/scans/{scan.public_id}/thumbnail/"),
         "job": ("get", f"/jobs/{job.public_id}/"),
         "heat map": ("get", f"/jobs/{job.public_id}/heatmap/"),
+        "job row": ("get", f"/jobs/{job.public_id}/row/"),
+        "upload item": ("get", f"/jobs/{job.public_id}/upload-item/"),
+        "job badge": ("get", f"/jobs/{job.public_id}/badge/"),
+        "move scan": ("post", f"/scans/{scan.public_id}/move/"),
+        "void scan": ("post", f"/scans/{scan.public_id}/void/"),
         "review": ("post", f"/jobs/{job.public_id}/review/"),
         "retry": ("post", f"/jobs/{job.public_id}/retry/"),
     }
@@ -32,6 +37,11 @@ ORG_PAGES = [
     "scan thumbnail",
     "job",
     "heat map",
+    "job row",
+    "upload item",
+    "job badge",
+    "move scan",
+    "void scan",
     "review",
     "retry",
 ]
@@ -67,13 +77,15 @@ def test_another_organisation_gets_a_404(
     assert getattr(outsider_portal, method)(url).status_code == 404
 
 
-@pytest.mark.parametrize("name", ["patient", "scan image", "job", "heat map"])
+@pytest.mark.parametrize(
+    "name", ["patient", "scan image", "scan thumbnail", "job", "heat map", "job row", "upload item"]
+)
 def test_the_owner_sees_the_page(name: str, portal: Client, with_heatmap: Any) -> None:
     _, url = pages(with_heatmap)[name]
     assert portal.get(url).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/", "/patients/", "/patients/new/"])
+@pytest.mark.parametrize("path", ["/", "/worklist/", "/patients/", "/patients/new/"])
 def test_the_open_pages_render_for_a_member(path: str, portal: Client) -> None:
     assert portal.get(path).status_code == 200
 

@@ -197,4 +197,9 @@ def test_only_a_failed_job_can_be_retried(portal: Client, prediction: Any) -> No
 def test_an_unfinished_job_page_polls_for_its_status(portal: Client, patient: Any) -> None:
     job = JobFactory(scan__patient=patient, status=Job.Status.RUNNING)
     page = portal.get(f"/jobs/{job.public_id}/").content.decode()
-    assert 'data-finished="false"' in page and "running" in page
+    assert f'hx-get="/jobs/{job.public_id}/badge/" hx-trigger="every 2s"' in page
+    badge = portal.get(f"/jobs/{job.public_id}/badge/", HTTP_HX_REQUEST="true")
+    assert badge.status_code == 200 and ">running</span>" in badge.content.decode()
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    finished = portal.get(f"/jobs/{job.public_id}/badge/", HTTP_HX_REQUEST="true")
+    assert finished["HX-Refresh"] == "true", "htmx reloads the page to show the result"

@@ -1,9 +1,9 @@
-// The portal's only script: uploads with per-file progress, live job status, heat-map toggle.
-// Plain JavaScript, no build step and nothing loaded from outside the site.
+// The portal's own script: uploads with per-file progress, heat-map controls, keyboard reading.
+// Rows and their live updates are rendered by the server (Django templates, polled with htmx);
+// this file builds no result markup. Plain JavaScript, nothing loaded from outside the site.
 "use strict";
 
 (function () {
-  const POLL_MS = 1500;
   // One file at a time: each shows its own progress, and the site is never flooded.
   const MAX_PARALLEL_UPLOADS = 1;
 
@@ -18,20 +18,18 @@
     return node;
   }
 
-  function announce(text) {
-    const announcer = document.getElementById("announcer");
-    if (announcer) announcer.textContent = text;
-  }
-
-  function now() {
-    const date = new Date();
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-      `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
-  }
-
   function formatSeconds(seconds) {
     return `${Number(seconds).toFixed(1)} s`;
+  }
+
+  // Insert HTML the site rendered, and let htmx start any polling it asks for.
+  function insertServerHtml(html, place) {
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    const node = template.content.firstElementChild;
+    place(node);
+    if (window.htmx) window.htmx.process(node);
+    return node;
   }
 
   // ---- Uploads -----------------------------------------------------------------------
@@ -53,7 +51,7 @@
       }
     }
 
-    function add(files) {
+    function add(files, allowDuplicate) {
       Array.from(files).forEach((file) => {
         const progress = el("progress", { max: "100", value: "0", "aria-label": `Upload progress of ${file.name}` });
         const state = el("span", { className: "upload-state", text: "waiting" });
@@ -61,7 +59,7 @@
           el("span", { className: "file-name", text: file.name }), progress, state,
         ]);
         list.append(item);
-        waiting.push({ file, item, progress, state });
+        waiting.push({ file, item, progress, state, allowDuplicate: Boolean(allowDuplicate) });
       });
       next();
     }
@@ -71,6 +69,7 @@
         const xhr = new XMLHttpRequest();
         const body = new FormData();
         body.append("image", upload.file, upload.file.name);
+        if (upload.allowDuplicate) body.append("allow_duplicate", "on");
         xhr.open("POST", form.action);
         xhr.setRequestHeader("X-CSRFToken", csrf);
         xhr.setRequestHeader("Accept", "application/json");
@@ -88,22 +87,30 @@
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (error) { body = {}; }
       if (xhr.status === 202 && body.job) {
-        upload.progress.value = 100;
-        upload.item.classList.add("accepted");
-        upload.state.textContent = "uploaded: queued";
-        addJobRow(body.job, upload.file.name);
-        announce(`${upload.file.name} uploaded and queued.`);
+        addJobRow(body.row_html);
+        insertServerHtml(body.upload_html, (node) => upload.item.replaceWith(node));
+      } else if (xhr.status === 409 && body.duplicate_of) {
+        duplicate(upload, body);
       } else {
         rejected(upload, body.errors || [`The upload failed (HTTP ${xhr.status}).`]);
       }
+    }
+
+    function duplicate(upload, body) {
+      rejected(upload, body.errors);
+      const again = el("button", { type: "button", className: "link-button", text: `Upload ${upload.file.name} anyway` });
+      again.addEventListener("click", () => { upload.item.remove(); add([upload.file], true); });
+      upload.item.append(el("p", { className: "duplicate" }, [
+        el("a", { href: body.duplicate_of.url, text: "Open the earlier result" }), " or ", again,
+      ]));
     }
 
     function rejected(upload, errors) {
       upload.item.classList.add("rejected");
       upload.state.textContent = "rejected";
       upload.progress.value = 0;
-      const list = el("ul", { className: "errors", role: "alert" }, errors.map((message) => el("li", { text: message })));
-      upload.item.append(list);
+      const messages = el("ul", { className: "errors", role: "alert" }, errors.map((message) => el("li", { text: message })));
+      upload.item.append(messages);
     }
 
     input.addEventListener("change", () => { add(input.files); input.value = ""; });
@@ -118,87 +125,16 @@
     });
   }
 
-  function addJobRow(job, fileName) {
+  function addJobRow(html) {
     const table = document.getElementById("jobs-table");
-    if (!table) return;
+    if (!table || !html) return;
     table.hidden = false;
     const empty = document.getElementById("no-jobs");
     if (empty) empty.remove();
-    const row = el("tr", { "data-job": job.id, "data-finished": "false", "data-elapsed": String(job.elapsed_s) }, [
-      el("td", {}, [el("img", { className: "thumb", src: job.scan_image_url, alt: `Scan ${fileName}`, width: "48", height: "48" })]),
-      el("td", { text: now() }),
-      el("td", { className: "job-status" }),
-      el("td", { className: "job-result", text: "—" }),
-      el("td", { text: "—" }),
-      el("td", { className: "job-elapsed" }),
-      el("td", {}, [el("a", { href: job.url, text: "Open" })]),
-    ]);
-    row.dataset.name = fileName;
-    table.tBodies[0].prepend(row);
-    updateRow(row, job);
+    insertServerHtml(html, (node) => table.tBodies[0].prepend(node));
   }
 
-  // ---- Live status -------------------------------------------------------------------
-
-  function badge(job) {
-    return el("span", { className: `badge status-${job.status_text}`, text: job.status_text });
-  }
-
-  function updateRow(row, job) {
-    const wasFinished = row.dataset.finished === "true";
-    row.dataset.finished = String(job.finished);
-    row.dataset.elapsed = String(job.elapsed_s);
-    row.querySelector(".job-status").replaceChildren(badge(job));
-    row.querySelector(".job-elapsed").textContent = formatSeconds(job.elapsed_s);
-    const result = row.querySelector(".job-result");
-    if (job.label) {
-      const parts = [el("strong", { className: "label", text: job.label }), ` ${Math.round(job.confidence * 100)}%`];
-      if (job.needs_review) parts.push(" ", el("span", { className: "badge needs-review", text: "needs review" }));
-      result.replaceChildren(...parts);
-    } else if (job.outcome) {
-      result.replaceChildren(el("span", { className: "badge outcome", text: job.outcome }), " ", el("span", { className: "outcome-reason", text: job.error }));
-    } else if (job.status === "failed") {
-      result.replaceChildren(el("span", { className: "reason", text: job.error }));
-    }
-    if (job.finished && !wasFinished) {
-      const name = row.dataset.name || "A scan";
-      announce(`${name}: ${job.outcome || job.status_text}${job.label ? `, ${job.label}` : ""}.`);
-    }
-  }
-
-  function pollTable() {
-    const table = document.getElementById("jobs-table");
-    if (!table) return;
-    const rows = Array.from(table.querySelectorAll("tr[data-job][data-finished=false]"));
-    if (!rows.length) return;
-    const query = rows.map((row) => `id=${encodeURIComponent(row.dataset.job)}`).join("&");
-    fetch(`${table.dataset.statusUrl}?${query}`, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then((response) => (response.ok ? response.json() : { jobs: [] }))
-      .then((body) => body.jobs.forEach((job) => {
-        const row = table.querySelector(`tr[data-job="${job.id}"]`);
-        if (row) updateRow(row, job);
-      }))
-      .catch(() => { /* a missed poll is retried on the next tick */ });
-  }
-
-  function pollDetail() {
-    const status = document.getElementById("job-status");
-    if (!status || status.dataset.finished === "true") return;
-    fetch(`${status.dataset.statusUrl}?id=${encodeURIComponent(status.dataset.job)}`, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then((response) => (response.ok ? response.json() : { jobs: [] }))
-      .then((body) => {
-        const job = body.jobs[0];
-        if (!job) return;
-        status.textContent = job.status_text;
-        status.className = `badge status-${job.status_text}`;
-        const text = document.getElementById("job-status-text");
-        if (text) text.textContent = job.status_text;
-        // The finished page has the image, bars and review form: load it once.
-        if (job.finished) { status.dataset.finished = "true"; window.location.reload(); }
-      })
-      .catch(() => {});
-  }
-
+  // Between server updates, count the seconds of unfinished jobs up.
   function tickElapsed() {
     document.querySelectorAll("[data-finished=false][data-elapsed], .job-elapsed[data-elapsed]").forEach((node) => {
       const seconds = Number(node.dataset.elapsed) + 1;
@@ -283,7 +219,6 @@
     setUpUpload();
     setUpHeatmapToggle();
     setUpHeatmapControls();
-    setInterval(() => { pollTable(); pollDetail(); }, POLL_MS);
     setInterval(tickElapsed, 1000);
   });
 })();
