@@ -109,8 +109,8 @@
       upload.item.classList.add("rejected");
       upload.state.textContent = "rejected";
       upload.progress.value = 0;
-      const messages = el("ul", { className: "errors", role: "alert" }, errors.map((message) => el("li", { text: message })));
-      upload.item.append(messages);
+      const messages = el("ul", { className: "errors" }, errors.map((message) => el("li", { text: message })));
+      upload.item.append(el("div", { role: "alert", className: "upload-errors" }, [messages]));
     }
 
     input.addEventListener("change", () => { add(input.files); input.value = ""; });
@@ -177,6 +177,117 @@
     }
   }
 
+  // ---- Viewer: zoom, pan, window/level ----------------------------------------------
+
+  function setUpViewer() {
+    const viewer = document.getElementById("viewer");
+    const content = document.getElementById("viewer-content");
+    const scan = document.getElementById("scan-image");
+    if (!viewer || !content || !scan) return;
+    const output = document.getElementById("viewer-state");
+    const windowMode = document.getElementById("viewer-window-mode");
+    const view = { scale: 1, x: 0, y: 0, brightness: 100, contrast: 100 };
+    const clamp = (value, low, high) => Math.min(high, Math.max(low, value));
+
+    function apply() {
+      view.scale = clamp(view.scale, 1, 16);
+      const width = viewer.clientWidth;
+      const height = viewer.clientHeight;
+      view.x = clamp(view.x, width - width * view.scale, 0);
+      view.y = clamp(view.y, height - height * view.scale, 0);
+      content.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
+      // Window/level on the scan only: the heat map keeps its colours.
+      scan.style.filter = `brightness(${view.brightness}%) contrast(${view.contrast}%)`;
+      output.textContent = `${Math.round(view.scale * 100)}% · brightness ${view.brightness}% · contrast ${view.contrast}%`;
+    }
+
+    function zoom(factor, centreX, centreY) {
+      const x = centreX === undefined ? viewer.clientWidth / 2 : centreX;
+      const y = centreY === undefined ? viewer.clientHeight / 2 : centreY;
+      const scale = clamp(view.scale * factor, 1, 16);
+      view.x = x - ((x - view.x) * scale) / view.scale;
+      view.y = y - ((y - view.y) * scale) / view.scale;
+      view.scale = scale;
+      apply();
+    }
+
+    const actions = {
+      "zoom-in": () => zoom(1.25),
+      "zoom-out": () => zoom(0.8),
+      // One image pixel per screen pixel: the full resolution of the original.
+      actual: () => zoom(scan.naturalWidth / (viewer.clientWidth * view.scale)),
+      reset: () => {
+        Object.assign(view, { scale: 1, x: 0, y: 0, brightness: 100, contrast: 100 });
+        apply();
+      },
+    };
+    document.querySelectorAll("[data-viewer]").forEach((button) => {
+      button.addEventListener("click", () => actions[button.dataset.viewer]());
+    });
+
+    viewer.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      const box = viewer.getBoundingClientRect();
+      zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15, event.clientX - box.left, event.clientY - box.top);
+    }, { passive: false });
+
+    let drag = null;
+    viewer.addEventListener("pointerdown", (event) => {
+      drag = { x: event.clientX, y: event.clientY, level: event.shiftKey || (windowMode && windowMode.checked) };
+      viewer.setPointerCapture(event.pointerId);
+    });
+    viewer.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      const dx = event.clientX - drag.x;
+      const dy = event.clientY - drag.y;
+      drag.x = event.clientX;
+      drag.y = event.clientY;
+      if (drag.level) {
+        view.contrast = clamp(Math.round(view.contrast + dx), 20, 400);
+        view.brightness = clamp(Math.round(view.brightness - dy), 20, 400);
+      } else {
+        view.x += dx;
+        view.y += dy;
+      }
+      apply();
+    });
+    ["pointerup", "pointercancel"].forEach((name) => viewer.addEventListener(name, () => { drag = null; }));
+
+    viewer.addEventListener("keydown", (event) => {
+      const keys = {
+        "+": () => zoom(1.25), "=": () => zoom(1.25), "-": () => zoom(0.8), "0": actions.reset,
+        ArrowLeft: () => { view.x += 40; apply(); }, ArrowRight: () => { view.x -= 40; apply(); },
+        ArrowUp: () => { view.y += 40; apply(); }, ArrowDown: () => { view.y -= 40; apply(); },
+        ",": () => { view.brightness = clamp(view.brightness - 10, 20, 400); apply(); },
+        ".": () => { view.brightness = clamp(view.brightness + 10, 20, 400); apply(); },
+        "[": () => { view.contrast = clamp(view.contrast - 10, 20, 400); apply(); },
+        "]": () => { view.contrast = clamp(view.contrast + 10, 20, 400); apply(); },
+      };
+      if (!keys[event.key]) return;
+      event.preventDefault();
+      event.stopPropagation();
+      keys[event.key]();
+    });
+    window.addEventListener("resize", apply);
+    apply();
+  }
+
+  function setUpTheme() {
+    const button = document.getElementById("theme-toggle");
+    const root = document.documentElement;
+    const stored = window.localStorage.getItem("portal-theme");
+    if (stored === "dark") root.dataset.theme = "dark";
+    if (!button) return;
+    const show = () => button.setAttribute("aria-pressed", String(root.dataset.theme === "dark"));
+    button.addEventListener("click", () => {
+      if (root.dataset.theme === "dark") delete root.dataset.theme;
+      else root.dataset.theme = "dark";
+      window.localStorage.setItem("portal-theme", root.dataset.theme || "light");
+      show();
+    });
+    show();
+  }
+
   // ---- Reading with the keyboard -----------------------------------------------------
 
   function typingIn(target) {
@@ -215,6 +326,8 @@
   }
 
   document.addEventListener("DOMContentLoaded", () => {
+    setUpTheme();
+    setUpViewer();
     setUpShortcuts();
     setUpUpload();
     setUpHeatmapToggle();
