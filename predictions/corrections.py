@@ -31,14 +31,7 @@ def move_scan(
     if to_patient.pk == scan.patient_id:
         raise CorrectionError("The scan already belongs to this patient.")
     with transaction.atomic():
-        correction = ScanCorrection.objects.create(
-            scan=scan,
-            kind=ScanCorrection.Kind.MOVE,
-            from_patient=scan.patient,
-            to_patient=to_patient,
-            reason=reason,
-            corrected_by=_user(user),
-        )
+        correction = _record(scan, ScanCorrection.Kind.MOVE, reason, user, to_patient)
         scan.patient = to_patient
         scan.save(update_fields=["patient"])
     return correction
@@ -50,16 +43,27 @@ def void_scan(scan: Scan, reason: str, user: User | AnonymousUser) -> ScanCorrec
     if scan.is_voided:
         raise CorrectionError("The scan is already voided.")
     with transaction.atomic():
-        correction = ScanCorrection.objects.create(
-            scan=scan,
-            kind=ScanCorrection.Kind.VOID,
-            from_patient=scan.patient,
-            reason=reason,
-            corrected_by=_user(user),
-        )
+        correction = _record(scan, ScanCorrection.Kind.VOID, reason, user)
         scan.voided_at = correction.corrected_at or timezone.now()
         scan.save(update_fields=["voided_at"])
     return correction
+
+
+def _record(
+    scan: Scan,
+    kind: ScanCorrection.Kind,
+    reason: str,
+    user: User | AnonymousUser,
+    to_patient: Patient | None = None,
+) -> ScanCorrection:
+    return ScanCorrection.objects.create(
+        scan=scan,
+        kind=kind,
+        from_patient=scan.patient,
+        to_patient=to_patient,
+        reason=reason,
+        corrected_by=user if isinstance(user, User) else None,
+    )
 
 
 def _checked_reason(reason: str) -> str:
@@ -71,7 +75,3 @@ def _checked_reason(reason: str) -> str:
             f"The reason is {len(reason):,} characters long; the limit is {REASON_MAX_LENGTH:,}."
         )
     return reason
-
-
-def _user(user: User | AnonymousUser) -> User | None:
-    return user if isinstance(user, User) else None

@@ -276,18 +276,21 @@ def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
 @require_GET
 def job_row(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """Return the job's table row, as the page shows it (htmx polls it until finished)."""
-    job = _job(request, public_id)
-    context = {"job": job, "state": job_state(job, _answer_hidden(request, job))}
-    return render(request, "predictions/_job_row.html", context)
+    return _render_job_fragment(request, public_id, "predictions/_job_row.html")
 
 
 @login_required
 @require_GET
 def job_upload_item(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     """Return the upload list's line for the job: a link to the result with its outcome."""
+    return _render_job_fragment(request, public_id, "predictions/_upload_item.html")
+
+
+def _render_job_fragment(request: HttpRequest, public_id: uuid.UUID, template: str) -> HttpResponse:
     job = _job(request, public_id)
-    context = {"job": job, "state": job_state(job, _answer_hidden(request, job))}
-    return render(request, "predictions/_upload_item.html", context)
+    return render(
+        request, template, {"job": job, "state": job_state(job, _answer_hidden(request, job))}
+    )
 
 
 @login_required
