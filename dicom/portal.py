@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
@@ -31,7 +32,21 @@ def upload(request: HttpRequest, patient: Patient, file: UploadedFile) -> JsonRe
         return JsonResponse({"errors": outcome.refusals}, status=422)
     states = [portal_views.job_state(job) for job in outcome.jobs]
     study_urls = [reverse("dicom:study", args=[study.public_id]) for study in outcome.studies]
-    body = {"job": states[0] if states else None, "jobs": states, "studies": study_urls}
+    # The same server-rendered rows as an image upload gets (predictions/_job_row.html).
+    contexts = [
+        {"job": job, "state": state} for job, state in zip(outcome.jobs, states, strict=True)
+    ]
+    body = {
+        "job": states[0] if states else None,
+        "jobs": states,
+        "studies": study_urls,
+        "rows_html": [
+            render_to_string("predictions/_job_row.html", context, request) for context in contexts
+        ],
+        "upload_html": render_to_string("predictions/_upload_item.html", contexts[0], request)
+        if contexts
+        else "",
+    }
     return JsonResponse(body, status=202)
 
 

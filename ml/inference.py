@@ -18,11 +18,17 @@ from PIL import Image
 from ml.calibration import DecisionRule
 from ml.errors import ModelNotFoundError, NotBrainMRIError
 from ml.guard import Guard
-from ml.preprocessing import PreprocessConfig, preprocess_bytes
+from ml.preprocessing import (
+    Geometry,
+    PreprocessConfig,
+    preprocess_bytes,
+    preprocess_bytes_with_geometry,
+)
 from ml.registry import METADATA_FILE, MODEL_FILE
 
 BATCH_SIZE = 64
-OVERLAY_SIDE = 256
+# The heat-map layer's longest side: Grad-CAM is coarser than this, so larger adds only bytes.
+LAYER_MAX_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,10 @@ class Classification:
 @dataclass(frozen=True)
 class Explanation:
     heatmap: np.ndarray  # (height, width) float32 in [0, 1], the model input's size
-    overlay_png: bytes  # the heat map over the model's view of the scan
+    geometry: Geometry  # how the model input was cut from the original
+    # A transparent RGBA PNG with the original's proportions (`heatmap_layer_png`):
+    # stretched over the original at any size, it lies exactly on what the model saw.
+    layer_png: bytes
 
 
 _configured = False
@@ -161,15 +170,16 @@ class InferenceEngine:
         differ from what any one member would say on its own.
         """
         started = time.perf_counter()
-        array = preprocess_bytes(image, self.config)[np.newaxis]
+        input_array, geometry = preprocess_bytes_with_geometry(image, self.config)
+        array = input_array[np.newaxis]
         if refusal := self._refusals([image], array)[0]:
             raise NotBrainMRIError(refusal)
         probabilities = self._run(array)
         target = self._class_index(label) if label else int(np.argmax(probabilities[0]))
         heatmap = self._gradcam(array, np.array([target], np.int32)).numpy()
         prediction = self._prediction(probabilities[0], (time.perf_counter() - started) * 1000)
-        overlay = overlay_png(array[0, :, :, 0], heatmap[0])
-        return prediction, Explanation(heatmap=heatmap[0], overlay_png=overlay)
+        layer = heatmap_layer_png(heatmap[0], geometry)
+        return prediction, Explanation(heatmap=heatmap[0], geometry=geometry, layer_png=layer)
 
     def _class_index(self, label: str) -> int:
         if label not in self.class_names:
@@ -253,15 +263,21 @@ def _gradcam(explainers: list[Any], batch: Any, target: Any) -> Any:
     return cam[:, :, :, 0]
 
 
-def overlay_png(gray: np.ndarray, heatmap: np.ndarray, side: int = OVERLAY_SIDE) -> bytes:
-    """Blend a colour heat map over the grayscale model input; return PNG bytes."""
-    base = Image.fromarray(np.clip(gray, 0, 255).astype(np.uint8)).resize((side, side))
-    heat = np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize((side, side)))
-    colour = _colour_map(heat.astype(np.float32) / 255)
-    alpha = (0.55 * heat.astype(np.float32) / 255)[:, :, np.newaxis]
-    blended = np.asarray(base.convert("RGB"), np.float32) * (1 - alpha) + colour * alpha
+def heatmap_layer_png(
+    heatmap: np.ndarray, geometry: Geometry, max_side: int = LAYER_MAX_SIDE
+) -> bytes:
+    """Return the heat map as a transparent RGBA PNG in the original image's coordinates.
+
+    The map over the model input is carried back through the crop, pad and resize
+    (`Geometry.to_source`), so the layer has the original's proportions (its longest
+    side at most `max_side`) and is drawn over it, not over the model's cropped view.
+    Colour and opacity both grow with the weight: cold areas stay see-through.
+    """
+    values = np.clip(geometry.to_source(heatmap, geometry.source_size_within(max_side)), 0, 1)
+    alpha = (values * 255)[:, :, np.newaxis]
+    rgba = np.concatenate([_colour_map(values), alpha], axis=-1).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(blended.astype(np.uint8)).save(buffer, format="PNG", optimize=False)
+    Image.fromarray(rgba).save(buffer, format="PNG")
     return buffer.getvalue()
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from predictions.models import (
     Job,
@@ -10,12 +11,13 @@ from predictions.models import (
     Prediction,
     Review,
     Scan,
+    ScanCorrection,
 )
 
 
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
-    list_display = ["name", "created"]
+    list_display = ["name", "hide_model_until_review", "time_zone", "created"]
     search_fields = ["name"]
 
 
@@ -68,6 +70,20 @@ class ReviewAdmin(admin.ModelAdmin):
     list_filter = ["label", "confirmed"]
     list_select_related = ["job", "reviewed_by"]
     readonly_fields = ["job", "reviewed_by", "reviewed_at"]
+
+
+@admin.register(ScanCorrection)
+class ScanCorrectionAdmin(admin.ModelAdmin):
+    """Moves and voids are made in the portal, with a reason; here they are only read."""
+
+    list_display = ["scan", "kind", "from_patient", "to_patient", "corrected_by", "corrected_at"]
+    list_select_related = ["scan", "from_patient", "to_patient", "corrected_by"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 # The model rollout (superusers only): its own module, so it reads as one feature.

@@ -33,11 +33,16 @@ def submit_scan(
     facts: ImageFacts,
     user: User | AnonymousUser,
     device: str | None = None,
+    original_name: str = "",
 ) -> Job:
-    """Store a checked upload as a scan and queue a job for it on `device` (gpu or cpu)."""
+    """Store a checked upload as a scan and queue a job for it on `device` (gpu or cpu).
+
+    `original_name` (the client's file name) is kept for people of the organisation only.
+    """
     with transaction.atomic():
         scan = Scan(
             patient=patient,
+            original_name=original_name[: Scan._meta.get_field("original_name").max_length or 255],
             sha256=facts.sha256,
             content_type=facts.content_type,
             size_bytes=facts.size_bytes,
@@ -48,6 +53,18 @@ def submit_scan(
         scan.image.save("upload", File(upload), save=False)
         scan.save()
         return queue_job(scan, device)
+
+
+def earlier_job_for_same_image(patient: Patient, sha256: str) -> Job | None:
+    """Return the newest job on a scan of `patient` with exactly these bytes, if any.
+
+    Voided scans do not count: re-uploading an image voided in error is the remedy.
+    """
+    return (
+        Job.objects.filter(scan__patient=patient, scan__sha256=sha256, scan__voided_at__isnull=True)
+        .order_by("-created")
+        .first()
+    )
 
 
 def queue_job(scan: Scan, device: str | None = None) -> Job:

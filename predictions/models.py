@@ -6,24 +6,56 @@ Every row that reaches a URL, a log line or a task message is named by a random
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
+import zoneinfo
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from workers.contracts import FINAL_FAILURES, LABELS, FailureCode
 
-LABEL_CHOICES = [(label, label) for label in LABELS]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_RGBA = b"\x06"  # the IHDR colour type of truecolour with alpha
+# The one vocabulary people read; the API and the data keep the contract's keys.
+LABEL_WORDS = {
+    "glioma": "Glioma",
+    "meningioma": "Meningioma",
+    "no_tumor": "No tumour",
+    "pituitary": "Pituitary tumour",
+}
+LABEL_CHOICES = [(label, LABEL_WORDS.get(label, label)) for label in LABELS]
 FAILURE_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in FailureCode]
+
+
+TIME_ZONE_HELP = "An IANA time zone such as Europe/London; blank for the site's TIME_ZONE."
+
+
+def validate_time_zone(value: str) -> None:
+    if value and value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not a known time zone (e.g. Europe/London).")
 
 
 class Organisation(models.Model):
     """A clinic or research group; the unit of data visibility."""
 
     name = models.CharField(max_length=200, unique=True)
+    # Blind reading: readers commit their own verdict before the model's answer is shown, so
+    # the model cannot anchor it (automation bias).
+    hide_model_until_review = models.BooleanField(
+        default=False,
+        help_text="Hide the model's label, probabilities and heat map from a reader "
+        "until they have recorded their own verdict on the result.",
+    )
+    # An IANA zone ("Europe/Paris"); blank: the site's TIME_ZONE. Times are shown in it.
+    time_zone = models.CharField(
+        max_length=64, blank=True, validators=[validate_time_zone], help_text=TIME_ZONE_HELP
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -44,13 +76,26 @@ class Membership(models.Model):
         return f"{self.user} @ {self.organisation}"
 
 
+EXTERNAL_ID_MAX_LENGTH = 64
+
+
+def identifier_key(external_id: str) -> str:
+    """Return the form of a patient identifier used for matching: " mrn-1001 " == "MRN-1001".
+
+    Unicode-normalised (NFKC), trimmed, inner runs of spaces made one, case-folded.
+    """
+    return " ".join(unicodedata.normalize("NFKC", external_id).split()).casefold()
+
+
 class Patient(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     organisation = models.ForeignKey(
         Organisation, on_delete=models.PROTECT, related_name="patients"
     )
-    # The clinic's own identifier (an MRN). It is the only identifying field kept.
-    external_id = models.CharField(max_length=64)
+    # The clinic's own identifier (an MRN), shown as entered. It is the only identifying field.
+    external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH)
+    # `identifier_key(external_id)`, set on save: two spellings of one MRN are one patient.
+    identifier_key = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, editable=False)
     created = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
@@ -60,12 +105,16 @@ class Patient(models.Model):
         ordering = ["-created"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organisation", "external_id"], name="patient_external_id_per_org"
+                fields=["organisation", "identifier_key"], name="patient_identifier_key_per_org"
             )
         ]
 
     def __str__(self) -> str:
         return self.external_id
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.identifier_key = identifier_key(self.external_id)
+        super().save(*args, **kwargs)
 
 
 def scan_upload_key(instance: Scan, filename: str) -> str:
@@ -86,13 +135,50 @@ class Scan(models.Model):
     uploaded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # The client's file name, shown only inside the organisation (it may carry a patient's
+    # name): never in storage keys, task messages or logs.
+    original_name = models.CharField(max_length=255, blank=True)
     created = models.DateTimeField(auto_now_add=True)
+    # A voided scan (filed in error) stays for the record but leaves worklists and exports.
+    voided_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]
 
     def __str__(self) -> str:
         return f"scan {self.public_id}"
+
+    @property
+    def is_voided(self) -> bool:
+        return self.voided_at is not None
+
+
+class ScanCorrection(models.Model):
+    """A scan moved to another patient or voided: who, when, why; the scan's history."""
+
+    class Kind(models.TextChoices):
+        MOVE = "move"
+        VOID = "void"
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="corrections")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    from_patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    to_patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="+", null=True, blank=True
+    )
+    reason = models.TextField(max_length=1000)
+    corrected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    corrected_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-corrected_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.scan}"
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -161,6 +247,17 @@ class Job(models.Model):
         """A failed job, unless its failure is an answer a retry cannot change."""
         return self.status == self.Status.FAILED and self.failure_code not in FINAL_FAILURES
 
+    @property
+    def latest_review(self) -> Review | None:
+        """Return the newest review; prefetch `reviews` to avoid a query per job."""
+        return next(iter(self.reviews.all()), None)
+
+    def reviewed_by_user(self, user: object) -> bool:
+        """Whether `user` has recorded a verdict on this job (uses prefetched `reviews`)."""
+        return any(
+            review.reviewed_by_id == getattr(user, "pk", None) for review in self.reviews.all()
+        )
+
     @classmethod
     def unfinished_with_id(cls, public_id: uuid.UUID) -> QuerySet[Job]:
         """Select a job only while unfinished: the guard that makes worker reports idempotent."""
@@ -192,6 +289,18 @@ class Prediction(models.Model):
     def confidence(self) -> float:
         return float(self.probabilities.get(self.label, 0.0))
 
+    def heatmap_is_layer(self) -> bool:
+        """Whether the heat map is a see-through layer over the original (reads its PNG header).
+
+        Older workers stored an opaque blend of the model's cropped view, which lines up
+        with nothing on the original: those are shown beside the scan, not over it.
+        """
+        if not self.heatmap:
+            return False
+        with self.heatmap.open("rb") as handle:
+            header = handle.read(26)
+        return header[:8] == PNG_SIGNATURE and header[25:26] == PNG_RGBA
+
 
 def organisation_of(user: object) -> Organisation | None:
     """Return the user's organisation, or None for anonymous users and non-members."""
@@ -202,9 +311,13 @@ def organisation_of(user: object) -> Organisation | None:
 
 
 class Review(models.Model):
-    """A clinician's verdict on a job's result: the label the next model is trained on."""
+    """A clinician's verdict on a job's result: the label the next model is trained on.
 
-    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="review")
+    Every verdict is a new row, never an edit: the newest one counts, the others are
+    the result's history.
+    """
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="reviews")
     label = models.CharField(max_length=32, choices=LABEL_CHOICES)
     # Stored, not derived at query time, so reports can count agreement cheaply.
     confirmed = models.BooleanField(help_text="The reviewer kept the model's label.")
@@ -213,9 +326,11 @@ class Review(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     reviewed_at = models.DateTimeField(default=timezone.now)
+    # False when the reader committed blind (the organisation hid the model's answer).
+    model_answer_shown = models.BooleanField(default=True)
 
     class Meta:
-        ordering = ["-reviewed_at"]
+        ordering = ["-reviewed_at", "-pk"]
 
     def __str__(self) -> str:
         verdict = "confirmed" if self.confirmed else "corrected"

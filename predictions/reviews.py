@@ -25,8 +25,17 @@ EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png"}
 COMMENT_MAX_LENGTH: int = Review._meta.get_field("comment").max_length or 2000
 
 
-def record_review(job: Job, label: str, comment: str, user: User | AnonymousUser) -> Review:
-    """Store (or replace) the verdict on a succeeded job, with who gave it and when."""
+def record_review(
+    job: Job,
+    label: str,
+    comment: str,
+    user: User | AnonymousUser,
+    model_answer_shown: bool = True,
+) -> Review:
+    """Add a verdict on a succeeded job, with who gave it and when; earlier ones stay as history.
+
+    `model_answer_shown` is False when the reader committed without seeing the model's answer.
+    """
     if job.status != Job.Status.SUCCEEDED:
         raise ValueError("only a finished result can be reviewed")
     if label not in LABELS:
@@ -37,22 +46,24 @@ def record_review(job: Job, label: str, comment: str, user: User | AnonymousUser
             f"the comment is {len(comment):,} characters long; "
             f"the limit is {COMMENT_MAX_LENGTH:,} characters"
         )
-    review, _ = Review.objects.update_or_create(
+    return Review.objects.create(
         job=job,
-        defaults={
-            "label": label,
-            "confirmed": label == job.prediction.label,
-            "comment": comment,
-            "reviewed_by": user if isinstance(user, User) else None,
-            "reviewed_at": timezone.now(),
-        },
+        label=label,
+        confirmed=label == job.prediction.label,
+        comment=comment,
+        reviewed_by=user if isinstance(user, User) else None,
+        reviewed_at=timezone.now(),
+        model_answer_shown=model_answer_shown,
     )
-    return review
 
 
 def reviewed_scans(organisation: Organisation | None = None) -> Iterator[tuple[str, Scan]]:
     """Yield (reviewed label, scan) once per scan; its latest review wins."""
-    reviews: QuerySet[Review] = Review.objects.select_related("job__scan").order_by("-reviewed_at")
+    reviews: QuerySet[Review] = (
+        Review.objects.select_related("job__scan")
+        .filter(job__scan__voided_at__isnull=True)  # filed in error: not training data
+        .order_by("-reviewed_at", "-pk")
+    )
     if organisation is not None:
         reviews = reviews.filter(job__scan__patient__organisation=organisation)
     seen: set[int] = set()

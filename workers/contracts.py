@@ -82,6 +82,9 @@ class PredictionResult:
     worker: str
     # The model's own decision rule (a threshold in the artefact's metadata).
     needs_review: bool
+    # A transparent RGBA layer with the original image's proportions, drawn over it as is
+    # (`ml.inference.heatmap_layer_png`). Workers before it sent an opaque blend of the
+    # cropped model input, which the portal shows beside the scan, never over it.
     heatmap_png: bytes | None = field(default=None, repr=False)
     version: int = CONTRACT_VERSION
 

@@ -129,5 +129,5 @@ def classify(job_id: str, image: bytes, worker: str) -> PredictionResult:
         inference_ms=classification.inference_ms,
         worker=worker,
         needs_review=classification.needs_review,
-        heatmap_png=explanation.overlay_png,
+        heatmap_png=explanation.layer_png,
     )

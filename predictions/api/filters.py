@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import django_filters
+from django.db.models import QuerySet
 
-from predictions.models import Job, Patient
+from predictions.models import Job, Patient, identifier_key
 
 
 class JobFilter(django_filters.FilterSet):
@@ -23,8 +24,16 @@ class JobFilter(django_filters.FilterSet):
 
 
 class PatientFilter(django_filters.FilterSet):
-    external_id = django_filters.CharFilter(help_text="The clinic's identifier (exact).")
+    external_id = django_filters.CharFilter(
+        method="filter_external_id",
+        help_text="The clinic's identifier, matched ignoring case and surrounding spaces.",
+    )
 
     class Meta:
         model = Patient
         fields = ["external_id"]
+
+    def filter_external_id(
+        self, queryset: QuerySet[Patient], name: str, value: str
+    ) -> QuerySet[Patient]:
+        return queryset.filter(identifier_key=identifier_key(value))

@@ -12,6 +12,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 from rest_framework import serializers
 
+from predictions.identity import checked_identifier
 from predictions.images import inspect_upload
 from predictions.models import (
     FAILURE_CODE_CHOICES,
@@ -19,8 +20,10 @@ from predictions.models import (
     Job,
     Patient,
     Prediction,
+    Review,
     organisation_of,
 )
+from predictions.reviews import COMMENT_MAX_LENGTH
 from workers.config import DEVICES
 from workers.contracts import (
     ContractError,
@@ -34,17 +37,20 @@ from workers.contracts import (
 class PatientSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
 
+    # No max_length here: `checked_identifier` refuses an over-long one with the limit.
+    external_id = serializers.CharField(trim_whitespace=False)
+
     class Meta:
         model = Patient
         fields = ["id", "external_id", "created"]
         read_only_fields = ["created"]
 
     def validate_external_id(self, value: str) -> str:
-        value = value.strip()
         organisation = organisation_of(self.context["request"].user)
-        if Patient.objects.filter(organisation=organisation, external_id=value).exists():
-            raise serializers.ValidationError("A patient with this external_id already exists.")
-        return value
+        try:
+            return checked_identifier(organisation, value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
 
 
 class PredictionSerializer(serializers.ModelSerializer):
@@ -132,6 +138,11 @@ class ScanSubmissionSerializer(serializers.Serializer):
         required=False,
         help_text="Where to run the model; the site's DEFAULT_DEVICE when left out.",
     )
+    allow_duplicate = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Accept an image identical to one the patient already has (otherwise 409).",
+    )
 
     def validate_patient(self, value: uuid.UUID) -> Patient:
         organisation = organisation_of(self.context["request"].user)
@@ -159,6 +170,29 @@ class ScanSerializer(serializers.Serializer):
     size_bytes = serializers.IntegerField()
     sha256 = serializers.CharField()
     created = serializers.DateTimeField()
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    """A clinician's verdict; posting one adds it to the job's history, never replaces one."""
+
+    # The contract's key; DRF's stubs type `Field.label` (the display name) as a string.
+    label = serializers.ChoiceField(choices=LABELS)  # type: ignore[assignment]
+    comment = serializers.CharField(
+        required=False, allow_blank=True, max_length=COMMENT_MAX_LENGTH, default=""
+    )
+    reviewer = serializers.CharField(
+        source="reviewed_by.get_username", read_only=True, default=None
+    )
+    model_answer_shown = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="False when the reader chose the label without seeing the model's answer.",
+    )
+
+    class Meta:
+        model = Review
+        fields = ["label", "comment", "confirmed", "reviewer", "reviewed_at", "model_answer_shown"]
+        read_only_fields = ["confirmed", "reviewed_at"]
 
 
 # The worker-facing serializers: the site's only writer of worker reports.

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -17,15 +17,17 @@ from rest_framework.serializers import BaseSerializer
 
 from dicom import api as dicom_api
 from dicom.uploads import is_dicom_file
-from predictions import jobs
+from predictions import jobs, reviews
 from predictions.api.filters import JobFilter, PatientFilter
 from predictions.api.serializers import (
     JobSerializer,
     JobSummarySerializer,
     PatientSerializer,
+    ReviewSerializer,
     ScanSerializer,
     ScanSubmissionSerializer,
 )
+from predictions.audit_hook import audit
 from predictions.models import Job, Patient, Scan, organisation_of
 
 
@@ -61,10 +63,18 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
 
     @extend_schema(
         request={"multipart/form-data": ScanSubmissionSerializer},
-        responses={202: inline_serializer("Submission", {"job": JobSummarySerializer()})},
+        responses={
+            202: inline_serializer("Submission", {"job": JobSummarySerializer()}),
+            409: inline_serializer(
+                "Duplicate",
+                {"detail": serializers.CharField(), "job": JobSummarySerializer()},
+            ),
+        },
         description="Upload one MRI slice (JPEG or PNG) for a patient; it is classified "
-        "asynchronously. Poll the returned job URL. A DICOM file, or a zip of a series or "
-        "study, is answered with its study and one job per slice (docs/pacs.md).",
+        "asynchronously. Poll the returned job URL. An image identical to one the patient "
+        "already has is a 409 with the existing job, unless `allow_duplicate` is true. A "
+        "DICOM file, or a zip of a series or study, is answered with its study and one job "
+        "per slice (docs/pacs.md).",
     )
     def create(self, request: Request) -> Response:
         # DICOM hook: a .dcm file or a zip of a series or study is the dicom app's to take.
@@ -73,13 +83,29 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
         submission = ScanSubmissionSerializer(data=request.data, context={"request": request})
         submission.is_valid(raise_exception=True)
         data = submission.validated_data
+        earlier = jobs.earlier_job_for_same_image(data["patient"], data["facts"].sha256)
+        if earlier is not None and not data["allow_duplicate"]:
+            return self._duplicate(request, earlier)
         job = jobs.submit_scan(
-            data["patient"], data["image"], data["facts"], request.user, data.get("device")
+            data["patient"],
+            data["image"],
+            data["facts"],
+            request.user,
+            data.get("device"),
+            original_name=data["image"].name or "",
         )
         body = {"job": JobSummarySerializer(job, context={"request": request}).data}
         return Response(
             body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["job"]["url"])}
         )
+
+    def _duplicate(self, request: Request, earlier: Job) -> Response:
+        body = {
+            "detail": "This patient already has an identical image; send allow_duplicate=true "
+            "to classify it again.",
+            "job": JobSummarySerializer(earlier, context={"request": request}).data,
+        }
+        return Response(body, status=status.HTTP_409_CONFLICT)
 
     @extend_schema(responses={(200, "image/*"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
@@ -107,6 +133,36 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         if not hasattr(job, "prediction") or not job.prediction.heatmap:
             raise ValidationError("This job has no heat map (it has not succeeded).")
         return FileResponse(job.prediction.heatmap.open("rb"), content_type="image/png")
+
+    @extend_schema(
+        methods=["GET"],
+        request=None,
+        responses={200: ReviewSerializer(many=True)},
+        description="The job's reviews, newest first: the first one counts.",
+    )
+    @extend_schema(
+        methods=["POST"],
+        request=ReviewSerializer,
+        responses={201: ReviewSerializer},
+        description="Add a verdict on a succeeded job; earlier ones stay as its history.",
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None)
+    def reviews(self, request: Request, pk: str) -> Response:
+        job = self.get_object()
+        if request.method == "GET":
+            history = job.reviews.select_related("reviewed_by")
+            return Response(ReviewSerializer(history, many=True).data)
+        serializer = ReviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            review = reviews.record_review(
+                job, data["label"], data["comment"], request.user, data["model_answer_shown"]
+            )
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        audit(request, "review.create", review)
+        return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={202: JobSummarySerializer})
     @action(detail=True, methods=["post"])

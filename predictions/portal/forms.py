@@ -5,30 +5,32 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from predictions.corrections import REASON_MAX_LENGTH
+from predictions.identity import checked_identifier
 from predictions.images import inspect_upload
-from predictions.models import LABELS, Organisation, Patient
+from predictions.models import LABEL_CHOICES, Organisation, Patient
 from predictions.reviews import COMMENT_MAX_LENGTH
 
 
 class PatientForm(forms.ModelForm):
+    # No max_length: `checked_identifier` says what is wrong, where a `maxlength` attribute
+    # would make the browser cut the identifier silently.
+    external_id = forms.CharField(
+        label="Patient identifier (MRN)",
+        help_text="The clinic's own identifier; unique in your organisation "
+        "(capitals and surrounding spaces do not count).",
+    )
+
     class Meta:
         model = Patient
         fields = ["external_id"]
-        labels = {"external_id": "Patient identifier (MRN)"}
-        help_texts = {"external_id": "The clinic's own identifier; unique in your organisation."}
 
     def __init__(self, *args: Any, organisation: Organisation, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.organisation = organisation
 
     def clean_external_id(self) -> str:
-        value = self.cleaned_data["external_id"].strip()
-        if not value:
-            raise ValidationError("Enter the patient's identifier.")
-        if Patient.objects.filter(organisation=self.organisation, external_id=value).exists():
-            # The API's words, so both say the same thing.
-            raise ValidationError("A patient with this external_id already exists.")
-        return value
+        return checked_identifier(self.organisation, self.cleaned_data["external_id"])
 
 
 class ScanUploadForm(forms.Form):
@@ -38,6 +40,8 @@ class ScanUploadForm(forms.Form):
         allow_empty_file=True,  # inspect_upload says "empty" in the API's words
         error_messages={"required": "Attach the MRI slice as the multipart field 'image'."},
     )
+    # Upload even when the patient already has this exact image (the page asks first).
+    allow_duplicate = forms.BooleanField(required=False)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -52,7 +56,7 @@ class ScanUploadForm(forms.Form):
 
 class ReviewForm(forms.Form):
     label = forms.ChoiceField(
-        choices=[(label, label.replace("_", " ")) for label in LABELS],
+        choices=LABEL_CHOICES,
         widget=forms.RadioSelect,
         label="Reviewed label",
         error_messages={
@@ -74,3 +78,33 @@ class ReviewForm(forms.Form):
     def error_text(self) -> str:
         """Return every field's errors as one sentence per error, for a flash message."""
         return " ".join(str(error) for errors in self.errors.values() for error in errors)
+
+
+class ErrorTextMixin:
+    errors: Any
+
+    def error_text(self) -> str:
+        """Return every field's errors as one sentence per error, for a flash message."""
+        return " ".join(str(error) for errors in self.errors.values() for error in errors)
+
+
+class MoveScanForm(ErrorTextMixin, forms.Form):
+    patient = forms.CharField(
+        label="Move to the patient with identifier",
+        error_messages={"required": "Give the identifier of the patient to move the scan to."},
+    )
+    reason = forms.CharField(
+        label="Reason for the move",
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Give the reason for the correction."},
+    )
+
+
+class VoidScanForm(ErrorTextMixin, forms.Form):
+    reason = forms.CharField(
+        label="Reason for voiding",
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        error_messages={"required": "Give the reason for the correction."},
+    )

@@ -15,29 +15,55 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Count, Prefetch, Q, QuerySet
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    QueryDict,
+)
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from dicom import portal as dicom_portal
 from dicom.uploads import is_dicom_file
-from predictions import broker, jobs, reviews
-from predictions.models import LABELS, Job, Organisation, Patient, Prediction, Scan, organisation_of
-from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
+from predictions import broker, corrections, jobs, reviews, thumbnails
+from predictions.audit_hook import audit
+from predictions.identity import find_patient
+from predictions.models import (
+    LABEL_WORDS,
+    LABELS,
+    Job,
+    Organisation,
+    Patient,
+    Prediction,
+    Review,
+    Scan,
+    identifier_key,
+    organisation_of,
+)
+from predictions.portal import worklist as worklists
+from predictions.portal.forms import (
+    MoveScanForm,
+    PatientForm,
+    ReviewForm,
+    ScanUploadForm,
+    VoidScanForm,
+)
 from workers.contracts import FailureCode
 
 log = logging.getLogger(__name__)
 
 PATIENTS_PER_PAGE = 25
-STATUS_WORDS = {
-    Job.Status.QUEUED: "queued",
-    Job.Status.RUNNING: "running",
-    Job.Status.SUCCEEDED: "done",
-    Job.Status.FAILED: "failed",
-}
+WORKLIST_PER_PAGE = 25
+SCANS_PER_PAGE = 25
 # Failures that are the model's answer about the image, shown as an outcome, not an error.
 OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
 DASHBOARD_TIMEOUT_S = 1.0
@@ -56,9 +82,18 @@ def _patient(request: HttpRequest, public_id: uuid.UUID) -> Patient:
 
 def _jobs(request: HttpRequest) -> QuerySet[Job]:
     _organisation(request)
-    return Job.objects.visible_to(request.user).select_related(
-        "scan__patient", "prediction", "review__reviewed_by"
+    newest_first = Review.objects.select_related("reviewed_by").order_by("-reviewed_at", "-pk")
+    return (
+        Job.objects.visible_to(request.user)
+        .select_related("scan__patient", "prediction")
+        .prefetch_related(Prefetch("reviews", queryset=newest_first))
     )
+
+
+def _answer_hidden(request: HttpRequest, job: Job) -> bool:
+    """Whether the model's answer is kept from this reader until they record their own."""
+    blind = _organisation(request).hide_model_until_review
+    return blind and job.status == Job.Status.SUCCEEDED and not job.reviewed_by_user(request.user)
 
 
 def _job(request: HttpRequest, public_id: uuid.UUID) -> Job:
@@ -82,6 +117,7 @@ class JobState(TypedDict):
     error: str
     url: str
     scan_image_url: str
+    answer_hidden: bool
 
 
 class Bar(TypedDict):
@@ -90,16 +126,19 @@ class Bar(TypedDict):
     top: bool
 
 
-def job_state(job: Job) -> JobState:
-    """Return what a page row (and the status poll) shows about a job."""
-    prediction = getattr(job, "prediction", None) if job.is_finished else None
+def job_state(job: Job, answer_hidden: bool = False) -> JobState:
+    """Return what a page row (and the status poll) shows about a job.
+
+    With `answer_hidden` (blind reading) the model's label and confidence are left out.
+    """
+    prediction = getattr(job, "prediction", None) if job.is_finished and not answer_hidden else None
     outcome = OUTCOME_WORDS.get(FailureCode(job.failure_code)) if job.failure_code else None
     end = job.finished_at or timezone.now()
     return {
         "id": str(job.public_id),
         "status": job.status,
-        # An outcome (not a brain MRI) is a finished answer, not an error.
-        "status_text": "done" if outcome else STATUS_WORDS[Job.Status(job.status)],
+        # The API's word: a refusal ("not a brain MRI") is a failed job whose outcome says why.
+        "status_text": job.status,
         "finished": job.is_finished,
         "elapsed_s": round(max(0.0, (end - job.created).total_seconds()), 1),
         "label": prediction.label if prediction else None,
@@ -111,6 +150,7 @@ def job_state(job: Job) -> JobState:
         "error": job.error,
         "url": reverse("portal:job", args=[job.public_id]),
         "scan_image_url": reverse("portal:scan-image", args=[job.scan.public_id]),
+        "answer_hidden": answer_hidden,
     }
 
 
@@ -127,16 +167,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         counts[row["status"]] = row["n"]
     queue = broker.queue_for()
     context = {
-        "counts": [(STATUS_WORDS[Job.Status(status)], n) for status, n in counts.items()],
+        "counts": list(counts.items()),
         "queue": queue,
         "queue_length": _queue_length(queue),
         "workers": _workers_online(),
-        "failures": visible.filter(status=Job.Status.FAILED)
-        .exclude(failure_code__in=list(OUTCOME_WORDS))
-        .select_related("scan__patient")[:10],
-        "to_review": visible.filter(status=Job.Status.SUCCEEDED, review__isnull=True).count(),
+        "failures": visible.filter(status=Job.Status.FAILED).exclude(
+            failure_code__in=list(OUTCOME_WORDS)
+        )[:10],
+        "to_review": visible.filter(status=Job.Status.SUCCEEDED, reviews__isnull=True).count(),
         "refused_today": todays.filter(answered).count(),
         "flower_url": settings.FLOWER_URL,
+        "today": today,
     }
     return render(request, "predictions/dashboard.html", context)
 
@@ -169,7 +210,7 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     )
     query = request.GET.get("q", "").strip()
     if query:
-        patients = patients.filter(external_id__icontains=query)
+        patients = patients.filter(identifier_key__contains=identifier_key(query))
     page = Paginator(patients, PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
     return render(request, "predictions/patient_list.html", {"page": page, "query": query})
 
@@ -192,10 +233,12 @@ def patient_create(request: HttpRequest) -> HttpResponse:
 @require_GET
 def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     patient = _patient(request, public_id)
-    patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created")
+    patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created", "-pk")
+    page = Paginator(patient_jobs, SCANS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "patient": patient,
-        "rows": [(job, job_state(job)) for job in patient_jobs],
+        "page": page,
+        "rows": [(job, job_state(job, _answer_hidden(request, job))) for job in page],
         "scan_count": patient.scans.count(),
         "max_upload_bytes": settings.MAX_UPLOAD_BYTES,
     }
@@ -205,17 +248,126 @@ def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_POST
 def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
-    """Take one file (the page sends each file on its own) and queue a job for it."""
+    """Take one file (the page sends each file on its own) and queue a job for it.
+
+    An image identical to one the patient already has is a 409 naming the earlier result,
+    unless the form says `allow_duplicate`.
+    """
     patient = _patient(request, public_id)
     # DICOM hook: a .dcm file or a zip of a series or study is the dicom app's to take.
     if is_dicom_file(upload := request.FILES.get("image")):
         return dicom_portal.upload(request, patient, upload)
-    form = ScanUploadForm(files=request.FILES)
+    form = ScanUploadForm(request.POST, files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
     data = form.cleaned_data
-    job = jobs.submit_scan(patient, data["image"], data["facts"], request.user)
-    return JsonResponse({"job": job_state(job)}, status=202)
+    earlier = jobs.earlier_job_for_same_image(patient, data["facts"].sha256)
+    if earlier is not None and not data["allow_duplicate"]:
+        return JsonResponse(_duplicate_answer(earlier), status=409)
+    job = jobs.submit_scan(
+        patient, data["image"], data["facts"], request.user, original_name=data["image"].name
+    )
+    # The page inserts the server's own rows: one template for page loads and live updates.
+    context = {"job": job, "state": job_state(job)}
+    body = {
+        "job": context["state"],
+        "row_html": render_to_string("predictions/_job_row.html", context, request),
+        "upload_html": render_to_string("predictions/_upload_item.html", context, request),
+    }
+    return JsonResponse(body, status=202)
+
+
+@login_required
+@require_GET
+def job_row(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Return the job's table row, as the page shows it (htmx polls it until finished)."""
+    return _render_job_fragment(request, public_id, "predictions/_job_row.html")
+
+
+@login_required
+@require_GET
+def job_upload_item(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Return the upload list's line for the job: a link to the result with its outcome."""
+    return _render_job_fragment(request, public_id, "predictions/_upload_item.html")
+
+
+def _render_job_fragment(request: HttpRequest, public_id: uuid.UUID, template: str) -> HttpResponse:
+    job = _job(request, public_id)
+    return render(
+        request, template, {"job": job, "state": job_state(job, _answer_hidden(request, job))}
+    )
+
+
+@login_required
+@require_GET
+def job_badge(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    """Return the status badge of an unfinished job; once finished, have htmx reload the page."""
+    job = _job(request, public_id)
+    if job.is_finished:
+        return HttpResponseClientRefresh()
+    return render(request, "predictions/_job_badge.html", {"job": job, "state": job_state(job)})
+
+
+def _duplicate_answer(earlier: Job) -> dict[str, object]:
+    when = timezone.localtime(earlier.created).strftime("%Y-%m-%d %H:%M %Z")
+    return {
+        "errors": [f"This patient already has this exact image (uploaded {when})."],
+        "duplicate_of": {"id": str(earlier.public_id), "url": _job_url(earlier)},
+    }
+
+
+@login_required
+@require_POST
+def scan_move(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    scan = _scan(request, public_id)
+    form = MoveScanForm(request.POST, prefix="move")
+    if not form.is_valid():
+        messages.error(request, form.error_text())
+        return redirect(_scan_page(scan))
+    target = find_patient(scan.patient.organisation, form.cleaned_data["patient"])
+    if target is None:
+        messages.error(request, "No patient of your organisation has this identifier.")
+        return redirect(_scan_page(scan))
+    try:
+        correction = corrections.move_scan(scan, target, form.cleaned_data["reason"], request.user)
+    except corrections.CorrectionError as exc:
+        messages.error(request, str(exc))
+    else:
+        audit(request, "scan.move", correction.scan)
+        messages.success(request, f"The scan was moved to patient {target.external_id}.")
+    return redirect(_scan_page(scan))
+
+
+@login_required
+@require_POST
+def scan_void(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
+    scan = _scan(request, public_id)
+    form = VoidScanForm(request.POST, prefix="void")
+    if not form.is_valid():
+        messages.error(request, form.error_text())
+        return redirect(_scan_page(scan))
+    try:
+        corrections.void_scan(scan, form.cleaned_data["reason"], request.user)
+    except corrections.CorrectionError as exc:
+        messages.error(request, str(exc))
+    else:
+        audit(request, "scan.void", scan)
+        messages.success(request, "The scan was voided; it stays on record.")
+    return redirect(_scan_page(scan))
+
+
+def _scan(request: HttpRequest, public_id: uuid.UUID) -> Scan:
+    return get_object_or_404(
+        Scan.objects.select_related("patient__organisation"),
+        public_id=public_id,
+        patient__organisation=_organisation(request),
+    )
+
+
+def _scan_page(scan: Scan) -> str:
+    """Return the page of the scan's newest job, where corrections are made and shown."""
+    job = scan.jobs.order_by("-created").first()
+    return _job_url(job) if job else reverse("portal:patient", args=[scan.patient.public_id])
 
 
 @login_required
@@ -224,7 +376,7 @@ def job_status(request: HttpRequest) -> JsonResponse:
     """Return the state of the jobs named by `?id=` (at most 100), for the page's polling."""
     wanted = [_uuid_or_none(raw) for raw in request.GET.getlist("id")[:100]]
     found = _jobs(request).filter(public_id__in=[i for i in wanted if i])
-    return JsonResponse({"jobs": [job_state(job) for job in found]})
+    return JsonResponse({"jobs": [job_state(job, _answer_hidden(request, job)) for job in found]})
 
 
 def _uuid_or_none(raw: str) -> uuid.UUID | None:
@@ -238,19 +390,96 @@ def _uuid_or_none(raw: str) -> uuid.UUID | None:
 @require_GET
 def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     job = _job(request, public_id)
-    review = getattr(job, "review", None)
+    hidden = _answer_hidden(request, job)
     prediction = getattr(job, "prediction", None)
-    initial = {"label": review.label if review else getattr(prediction, "label", None)}
+    shown = None if hidden else prediction
+    history = list(job.reviews.all())
+    worklist_query = request.GET.get("worklist", "")
     context = {
         "job": job,
-        "state": job_state(job),
-        "prediction": prediction,
-        "bars": _bars(prediction),
-        "review": review,
-        "form": ReviewForm(initial={**initial, "comment": review.comment if review else ""}),
+        "worklist_query": worklist_query,
+        "reading": _reading_position(request, job, worklist_query),
+        "state": job_state(job, hidden),
+        "prediction": shown,
+        "answer_hidden": hidden,
+        "reviewable": prediction is not None,
+        "bars": _bars(shown),
+        "review": history[0] if history else None,
+        "history": history,
+        # Never pre-filled: a verdict must be the reader's own choice, not the model's.
+        "form": ReviewForm(),
         "timings": _timings(job),
+        "corrections": job.scan.corrections.select_related(
+            "from_patient", "to_patient", "corrected_by"
+        ),
+        "move_form": MoveScanForm(prefix="move"),
+        "void_form": VoidScanForm(prefix="void"),
+        **_heatmap_kind(shown),
     }
     return render(request, "predictions/job_detail.html", context)
+
+
+@login_required
+@require_GET
+def worklist(request: HttpRequest) -> HttpResponse:
+    """Results across the organisation's patients, most suspicious first, filtered and paged."""
+    data = worklists.filter_data(request.GET.dict())
+    filterset = worklists.WorklistFilter(data, queryset=_worklist_jobs(request), request=request)
+    rows = worklists.by_suspicion(filterset.qs) if filterset.is_valid() else _jobs(request).none()
+    page = Paginator(rows, WORKLIST_PER_PAGE).get_page(request.GET.get("page"))
+    query = urlencode(data)
+    context = {
+        "filter": filterset,
+        "page": page,
+        "rows": [
+            (job, job_state(job, _answer_hidden(request, job)), _suspicion(job)) for job in page
+        ],
+        "worklist_query": query,
+    }
+    return render(request, "predictions/worklist.html", context)
+
+
+def _worklist_jobs(request: HttpRequest) -> QuerySet[Job]:
+    """The jobs a worklist draws from: the organisation's, less those of voided scans."""
+    return _jobs(request).filter(scan__voided_at__isnull=True)
+
+
+def _suspicion(job: Job) -> int | None:
+    """Return the probability of any tumour in percent, or None without a prediction."""
+    no_tumour = getattr(job, "no_tumour_probability", None)
+    return None if no_tumour is None else round(100 * (1 - float(no_tumour)))
+
+
+def _reading_position(request: HttpRequest, job: Job, query: str) -> dict[str, object] | None:
+    """Return the job's place in the worklist it was opened from: neighbours, index, count."""
+    if not query:
+        return None
+    data = worklists.filter_data(QueryDict(query).dict())
+    filterset = worklists.WorklistFilter(data, queryset=_worklist_jobs(request), request=request)
+    if not filterset.is_valid():
+        return None
+    ids = list(worklists.by_suspicion(filterset.qs).values_list("public_id", flat=True))
+    if job.public_id not in ids:
+        return {"index": None, "count": len(ids), "previous": None, "next": ids[0] if ids else None}
+    index = ids.index(job.public_id)
+    return {
+        "index": index + 1,
+        "count": len(ids),
+        "previous": ids[index - 1] if index > 0 else None,
+        "next": ids[index + 1] if index + 1 < len(ids) else None,
+    }
+
+
+def _heatmap_kind(prediction: Prediction | None) -> dict[str, bool]:
+    """Say whether the heat map is drawn over the scan (a layer) or beside it (an old blend)."""
+    has_heatmap = bool(prediction and prediction.heatmap)
+    layer = has_heatmap and prediction is not None and prediction.heatmap_is_layer()
+    return {"heatmap_layer": layer, "legacy_heatmap": has_heatmap and not layer}
+
+
+def _words(label: str) -> str:
+    """Return a label as people read it: "No tumour", "Glioma"."""
+    return LABEL_WORDS.get(label, label)
 
 
 def _bars(prediction: Prediction | None) -> list[Bar]:
@@ -258,7 +487,7 @@ def _bars(prediction: Prediction | None) -> list[Bar]:
         return []
     return [
         {
-            "label": label.replace("_", " "),
+            "label": _words(label),
             "percent": round(100 * float(prediction.probabilities.get(label, 0.0)), 1),
             "top": label == prediction.label,
         }
@@ -287,14 +516,21 @@ def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     if job.status != Job.Status.SUCCEEDED:
         messages.error(request, "Only a finished result can be reviewed.")
     elif form.is_valid():
-        review = reviews.record_review(
-            job, form.cleaned_data["label"], form.cleaned_data["comment"], request.user
-        )
-        verdict = "confirmed" if review.confirmed else f"corrected to {review.label}"
+        shown = not _answer_hidden(request, job)
+        data = form.cleaned_data
+        review = reviews.record_review(job, data["label"], data["comment"], request.user, shown)
+        audit(request, "review.create", review)
+        verdict = "confirmed" if review.confirmed else f"corrected to {_words(review.label)}"
         messages.success(request, f"Review saved: {verdict}.")
     else:
         messages.error(request, form.error_text())
-    return redirect("portal:job", public_id=job.public_id)
+    return redirect(_job_url(job, request.POST.get("worklist", "")))
+
+
+def _job_url(job: Job, worklist_query: str = "") -> str:
+    """Return the job's page, keeping the worklist it was opened from (for next/previous)."""
+    url = reverse("portal:job", args=[job.public_id])
+    return f"{url}?{urlencode({'worklist': worklist_query})}" if worklist_query else url
 
 
 @login_required
@@ -317,6 +553,16 @@ def scan_image(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
         Scan, public_id=public_id, patient__organisation=_organisation(request)
     )
     return _private_file(scan.image.open("rb"), scan.content_type)
+
+
+@login_required
+@require_GET
+def scan_thumbnail(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
+    """Return a small PNG of the scan, made once on the server and kept beside it."""
+    scan = get_object_or_404(
+        Scan, public_id=public_id, patient__organisation=_organisation(request)
+    )
+    return _private_file(thumbnails.thumbnail_of(scan), "image/png")
 
 
 @login_required

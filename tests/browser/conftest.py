@@ -75,3 +75,28 @@ def screenshot(page: Any) -> Any:
         return path
 
     return take
+
+
+AXE_SCRIPT = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"  # npm axe-core@4.14.1
+BLOCKING_IMPACTS = {"serious", "critical"}
+
+
+@pytest.fixture
+def check_accessibility(page: Any) -> Any:
+    """Run axe-core on the page as it is now; fail on any serious or critical violation."""
+
+    def check(name: str) -> list[dict[str, Any]]:
+        page.add_script_tag(path=str(AXE_SCRIPT))
+        violations: list[dict[str, Any]] = page.evaluate(
+            "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        )
+        blocking = [
+            f"{v['id']} ({v['impact']}): {v['help']} at "
+            + ", ".join(str(node["target"]) for node in v["nodes"][:3])
+            for v in violations
+            if v["impact"] in BLOCKING_IMPACTS
+        ]
+        assert not blocking, f"axe-core on {name}: " + "; ".join(blocking)
+        return violations
+
+    return check

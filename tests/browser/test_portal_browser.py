@@ -1,7 +1,7 @@
 """A clinician's whole visit in headless Chromium, on the real stack with a Celery worker.
 
 Log in, register a patient, upload two slices (and drop a bad file), watch both
-reach "done" with a label without a reload, open a result, toggle the heat map,
+reach "succeeded" with a label without a reload, open a result, toggle the heat map,
 correct the label. Screenshots of each page go to artifacts/screenshots/.
 """
 
@@ -78,11 +78,11 @@ def test_a_clinician_uploads_watches_results_and_corrects_a_label(
     expect(page.locator("#jobs-table tbody tr")).to_have_count(2)
     screenshot("04-uploaded")
 
-    done = page.locator("#jobs-table tbody tr", has=page.locator(".badge.status-done"))
+    done = page.locator("#jobs-table tbody tr", has=page.locator(".badge.status-succeeded"))
     expect(done).to_have_count(2, timeout=120_000)
     for row in done.all():
         expect(row.locator(".job-result .label")).to_have_text(
-            re.compile("^(glioma|meningioma|no_tumor|pituitary)$")
+            re.compile("^(Glioma|Meningioma|No tumour|Pituitary tumour)$")
         )
     assert page.evaluate("window.notReloaded") is True, "the statuses updated without a reload"
     assert Job.objects.filter(status="succeeded", worker=worker.name).count() == 2
@@ -90,7 +90,7 @@ def test_a_clinician_uploads_watches_results_and_corrects_a_label(
 
     page.locator("#jobs-table tbody tr").first.get_by_role("link", name=re.compile("Open")).click()
     expect(page.get_by_role("heading", name=re.compile("Result"))).to_be_visible()
-    predicted = page.locator("#predicted-label").inner_text()
+    predicted = page.locator("#predicted-label").get_attribute("data-label")
     expect(page.locator(".bars .bar")).to_have_count(4)
     expect(page.locator("#heatmap")).to_be_visible()
     expect(page.get_by_text("tiny-test")).to_be_visible()
@@ -105,10 +105,12 @@ def test_a_clinician_uploads_watches_results_and_corrects_a_label(
     screenshot("07-result-heatmap-hidden")
 
     corrected = "meningioma" if predicted != "meningioma" else "glioma"
-    page.get_by_label(corrected).check()
+    page.get_by_role("radio", name=corrected.capitalize()).check()
     page.get_by_label("Comment (optional)").fill("Dural tail on the next slice.")
     page.get_by_role("button", name="Save review").click()
-    expect(page.locator("#review-summary")).to_contain_text(f"Corrected to {corrected}")
+    expect(page.locator("#review-summary")).to_contain_text(
+        f"Corrected to {corrected.capitalize()}"
+    )
     expect(page.locator("#review-summary")).to_contain_text(f"by {user.username}")
     screenshot("08-reviewed")
     review = Review.objects.get()

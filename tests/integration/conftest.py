@@ -154,7 +154,8 @@ def submit(
     response = session.post(
         f"{site}/api/v1/scans/",
         files={"image": ("slice.png", image or tests.images.png_bytes(128), "image/png")},
-        data={"patient": str(patient.public_id)},
+        # The same synthetic slice again on purpose: these tests are about workers, not duplicates.
+        data={"patient": str(patient.public_id), "allow_duplicate": "true"},
         timeout=30,
     )
     assert response.status_code == 202, response.text

@@ -11,6 +11,7 @@ import redis
 
 from predictions.models import Job
 from tests.api import submit
+from tests.images import png_bytes
 from workers.config import broker_url
 
 pytestmark = [pytest.mark.integration]
@@ -31,8 +32,8 @@ def test_jobs_land_in_the_redis_list_of_their_device(
     api: Any, patient: Any, own_queues: dict[str, str], django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        for extra in ({}, {"device": "cpu"}, {"device": "cpu"}, {"device": "gpu"}):
-            assert submit(api, patient, **extra).status_code == 202
+        for seed, extra in enumerate(({}, {"device": "cpu"}, {"device": "cpu"}, {"device": "gpu"})):
+            assert submit(api, patient, png_bytes(seed=seed), **extra).status_code == 202
     client = redis.Redis.from_url(broker_url())
     assert client.llen(own_queues["gpu"]) == 2
     assert client.llen(own_queues["cpu"]) == 2

@@ -50,13 +50,13 @@ def test_refuses_a_non_image_with_a_clear_error(engine: InferenceEngine) -> None
         engine.predict([b"%PDF-1.7"])
 
 
-def test_explains_with_a_heat_map_and_an_overlay(engine: InferenceEngine) -> None:
+def test_explains_with_a_heat_map_and_a_layer_the_originals_size(engine: InferenceEngine) -> None:
     prediction, explanation = engine.explain(jpeg_bytes(200))
     assert prediction.label in CLASS_NAMES
     assert explanation.heatmap.shape == (32, 32)
     assert explanation.heatmap.min() >= 0 and explanation.heatmap.max() <= 1
-    overlay = Image.open(io.BytesIO(explanation.overlay_png))
-    assert overlay.format == "PNG" and overlay.size == (256, 256)
+    layer = Image.open(io.BytesIO(explanation.layer_png))
+    assert layer.format == "PNG" and layer.mode == "RGBA" and layer.size == (200, 200)
 
 
 def test_explaining_an_unknown_label_is_a_clear_error(engine: InferenceEngine) -> None:

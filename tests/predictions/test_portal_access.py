@@ -17,15 +17,42 @@ def pages(prediction: Any) -> dict[str, tuple[str, str]]:
         "patient": ("get", f"/patients/{patient.public_id}/"),
         "upload": ("post", f"/patients/{patient.public_id}/scans/"),
         "scan image": ("get", f"/scans/{scan.public_id}/image/"),
+        "scan thumbnail": ("get", f"/scans/{scan.public_id}/thumbnail/"),
         "job": ("get", f"/jobs/{job.public_id}/"),
         "heat map": ("get", f"/jobs/{job.public_id}/heatmap/"),
+        "job row": ("get", f"/jobs/{job.public_id}/row/"),
+        "upload item": ("get", f"/jobs/{job.public_id}/upload-item/"),
+        "job badge": ("get", f"/jobs/{job.public_id}/badge/"),
+        "move scan": ("post", f"/scans/{scan.public_id}/move/"),
+        "void scan": ("post", f"/scans/{scan.public_id}/void/"),
         "review": ("post", f"/jobs/{job.public_id}/review/"),
         "retry": ("post", f"/jobs/{job.public_id}/retry/"),
     }
 
 
-ORG_PAGES = ["patient", "upload", "scan image", "job", "heat map", "review", "retry"]
-OPEN_PAGES = ["/", "/patients/", "/patients/new/", "/jobs/status/", "/export/reviewed.zip"]
+ORG_PAGES = [
+    "patient",
+    "upload",
+    "scan image",
+    "scan thumbnail",
+    "job",
+    "heat map",
+    "job row",
+    "upload item",
+    "job badge",
+    "move scan",
+    "void scan",
+    "review",
+    "retry",
+]
+OPEN_PAGES = [
+    "/",
+    "/worklist/",
+    "/patients/",
+    "/patients/new/",
+    "/jobs/status/",
+    "/export/reviewed.zip",
+]
 
 
 @pytest.fixture
@@ -50,13 +77,15 @@ def test_another_organisation_gets_a_404(
     assert getattr(outsider_portal, method)(url).status_code == 404
 
 
-@pytest.mark.parametrize("name", ["patient", "scan image", "job", "heat map"])
+@pytest.mark.parametrize(
+    "name", ["patient", "scan image", "scan thumbnail", "job", "heat map", "job row", "upload item"]
+)
 def test_the_owner_sees_the_page(name: str, portal: Client, with_heatmap: Any) -> None:
     _, url = pages(with_heatmap)[name]
     assert portal.get(url).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/", "/patients/", "/patients/new/"])
+@pytest.mark.parametrize("path", ["/", "/worklist/", "/patients/", "/patients/new/"])
 def test_the_open_pages_render_for_a_member(path: str, portal: Client) -> None:
     assert portal.get(path).status_code == 200
 
@@ -68,7 +97,11 @@ def test_status_poll_shows_only_the_callers_jobs(
     assert outsider_portal.get(url).json() == {"jobs": []}
     [state] = portal.get(url).json()["jobs"]
     assert state["id"] == str(prediction.job.public_id)
-    assert (state["status_text"], state["label"], state["finished"]) == ("done", "glioma", True)
+    assert (state["status_text"], state["label"], state["finished"]) == (
+        "succeeded",
+        "glioma",
+        True,
+    )
 
 
 def test_a_user_without_an_organisation_is_refused(db: None, django_user_model: Any) -> None:

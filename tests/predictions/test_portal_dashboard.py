@@ -40,7 +40,12 @@ def test_it_counts_todays_jobs_by_status_in_the_organisation(
                error="not a brain MRI slice: it is a colour picture")  # fmt: skip
     response = portal.get("/")
     counts = dict(response.context["counts"])
-    assert counts == {"queued": 2, "running": 0, "done": 0, "failed": 1}  # a refusal is no failure
+    assert counts == {
+        "queued": 2,
+        "running": 0,
+        "succeeded": 0,
+        "failed": 1,
+    }  # a refusal is no failure
     assert response.context["refused_today"] == 1
     page = response.content.decode()
     assert "Worker lost." in page and "Another clinic" not in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import time_machine
 from django.core.files.base import ContentFile
 from django.test import Client
+from PIL import Image
 
 from predictions import reviews
 from predictions.models import Job, Review
@@ -21,14 +23,31 @@ def test_the_result_shows_label_bars_heatmap_model_and_timings(
     portal: Client, patient: Any
 ) -> None:
     prediction = PredictionFactory(job__scan__patient=patient, job__worker="gpu-1@host")
-    prediction.heatmap.save("h.png", ContentFile(b"\x89PNG fake"), save=True)
+    prediction.heatmap.save("h.png", ContentFile(png_of_mode("RGBA")), save=True)
     page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
-    assert 'id="predicted-label">glioma<' in page
+    assert 'id="predicted-label" data-label="glioma">Glioma<' in page
     assert page.count('class="bar"') == 4 and "85.0%" in page
     assert 'id="heatmap-toggle"' in page and f"/jobs/{prediction.job.public_id}/heatmap/" in page
+    assert 'id="heatmap-opacity"' in page and 'id="side-by-side-toggle"' in page
+    assert 'class="legend-ramp"' in page and "older worker" not in page
     assert "test-model" in page
     assert "gpu-1@host" in page and "12.5 ms" in page
     assert "needs review" not in page
+
+
+def png_of_mode(mode: str) -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (8, 5)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_an_old_blended_heat_map_is_shown_beside_the_scan_not_over_it(
+    portal: Client, prediction: Any
+) -> None:
+    prediction.heatmap.save("h.png", ContentFile(png_of_mode("RGB")), save=True)
+    page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    assert "older worker" in page and 'class="pane pane-legacy"' in page
+    assert 'id="heatmap-opacity"' not in page and 'class="heatmap"' not in page
 
 
 @pytest.mark.parametrize("needs_review", [True, False])
@@ -57,18 +76,29 @@ def test_review_stores_who_and_when_and_shows_it(
     assert review.reviewed_by == clinician
     assert review.reviewed_at == datetime(2026, 3, 4, 10, 30, tzinfo=UTC)
     page = portal.get(url).content.decode()
-    assert "Corrected</strong> to meningioma" in page
+    assert "Corrected</strong> to Meningioma (model said Glioma)" in page
     assert f"by {clinician.username} on 2026-03-04 10:30" in page
 
 
-def test_confirming_keeps_the_models_label_and_a_second_review_replaces_the_first(
+def test_a_second_review_is_a_new_row_and_the_first_stays_as_history(
     portal: Client, prediction: Any
 ) -> None:
     url = f"/jobs/{prediction.job.public_id}/review/"
-    portal.post(url, {"label": "pituitary"})
-    portal.post(url, {"label": "glioma"})
-    review = Review.objects.get()
-    assert (review.label, review.confirmed) == ("glioma", True)
+    with time_machine.travel(datetime(2026, 3, 4, 10, 0, tzinfo=UTC), tick=False):
+        portal.post(url, {"label": "pituitary", "comment": "sellar mass?"})
+    with time_machine.travel(datetime(2026, 3, 4, 11, 0, tzinfo=UTC), tick=False):
+        portal.post(url, {"label": "glioma"})
+    latest, first = Review.objects.filter(job=prediction.job)
+    assert (latest.label, latest.confirmed) == ("glioma", True)
+    assert (first.label, first.confirmed, first.comment) == ("pituitary", False, "sellar mass?")
+    page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    assert "<strong>Confirmed</strong> as Glioma" in page
+    assert 'id="review-history"' in page and "Pituitary tumour by" in page
+
+
+def test_the_review_form_preselects_no_label(portal: Client, prediction: Any) -> None:
+    page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    assert 'name="label"' in page and "checked" not in page
 
 
 @pytest.mark.parametrize("label", ["", "astrocytoma"])
@@ -139,7 +169,8 @@ def test_not_a_brain_mri_is_shown_as_an_outcome_without_retry(portal: Client, pa
     [state] = portal.get(f"/jobs/status/?id={job.public_id}").json()["jobs"]
     assert (state["failure_code"], state["outcome"]) == ("not_brain_mri", "Not a brain MRI slice")
     assert state["can_retry"] is False and state["label"] is None
-    assert state["status_text"] == "done"  # an answer, not a red "failed" badge
+    assert state["status_text"] == "failed"  # the API's word; the outcome says why
+    assert "status-outcome" in page and "status-failed" not in page  # an answer, not red
     rows = portal.get(f"/patients/{patient.public_id}/").content.decode()
     assert "Not a brain MRI slice" in rows
     portal.post(f"/jobs/{job.public_id}/retry/")
@@ -166,4 +197,9 @@ def test_only_a_failed_job_can_be_retried(portal: Client, prediction: Any) -> No
 def test_an_unfinished_job_page_polls_for_its_status(portal: Client, patient: Any) -> None:
     job = JobFactory(scan__patient=patient, status=Job.Status.RUNNING)
     page = portal.get(f"/jobs/{job.public_id}/").content.decode()
-    assert 'data-finished="false"' in page and "running" in page
+    assert f'hx-get="/jobs/{job.public_id}/badge/" hx-trigger="every 2s"' in page
+    badge = portal.get(f"/jobs/{job.public_id}/badge/", HTTP_HX_REQUEST="true")
+    assert badge.status_code == 200 and ">running</span>" in badge.content.decode()
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    finished = portal.get(f"/jobs/{job.public_id}/badge/", HTTP_HX_REQUEST="true")
+    assert finished["HX-Refresh"] == "true", "htmx reloads the page to show the result"

@@ -109,3 +109,39 @@ def test_the_patient_page_has_the_upload_form_and_lists_jobs_newest_first(
     assert 'type="file"' in page and "multiple" in page and 'id="dropzone"' in page
     assert page.index(second) < page.index(first)
     assert page.count('data-finished="false"') == 2
+
+
+def test_the_upload_answer_carries_the_servers_own_row_and_upload_line(
+    portal: Client, patient: Any
+) -> None:
+    body = send(portal, patient, png_bytes(seed=11), name="axial 7.png").json()
+    job_id = body["job"]["id"]
+    assert body["row_html"].startswith(f'<tr id="job-{job_id}"')
+    assert f'hx-get="/jobs/{job_id}/row/" hx-trigger="every 2s"' in body["row_html"]
+    assert "axial 7.png" in body["row_html"]
+    assert (
+        f'href="/jobs/{job_id}/"' in body["upload_html"]
+        and "uploaded: queued" in body["upload_html"]
+    )
+
+
+def test_a_finished_row_and_upload_line_show_the_outcome_and_stop_polling(
+    portal: Client, patient: Any
+) -> None:
+    from predictions.models import Prediction
+
+    job_id = send(portal, patient, png_bytes(seed=12), name="b.png").json()["job"]["id"]
+    job = Job.objects.get(public_id=job_id)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
+    Prediction.objects.create(
+        job=job,
+        label="no_tumor",
+        probabilities={"glioma": 0.1, "meningioma": 0.1, "no_tumor": 0.7, "pituitary": 0.1},
+        model_version="m",
+        inference_ms=1.0,
+    )
+    row = portal.get(f"/jobs/{job_id}/row/", HTTP_HX_REQUEST="true").content.decode()
+    line = portal.get(f"/jobs/{job_id}/upload-item/", HTTP_HX_REQUEST="true").content.decode()
+    for html in (row, line):
+        assert "hx-get" not in html and "No tumour" in html and "70%" in html
+    assert f'href="/jobs/{job_id}/"' in line

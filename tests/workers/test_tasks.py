@@ -11,6 +11,7 @@ from celery.exceptions import Retry, SoftTimeLimitExceeded
 
 from ml.errors import InvalidImageError, NotBrainMRIError
 from ml.inference import Classification, Explanation
+from ml.preprocessing import Geometry
 from workers import tasks
 from workers.contracts import FailureCode, FailureReport, PredictionResult
 from workers.web_client import SiteClient, SiteError, StartAnswer
@@ -36,7 +37,8 @@ def client() -> Any:
 @pytest.fixture
 def engine() -> Any:
     with mock.patch.object(tasks.model_loader, "current_engine", autospec=True) as current:
-        explanation = Explanation(heatmap=np.zeros((4, 4), np.float32), overlay_png=b"\x89PNG")
+        geometry = Geometry((4, 4), (4, 4), (0, 0, 4, 4), 4, (0, 0))
+        explanation = Explanation(np.zeros((4, 4), np.float32), geometry, layer_png=b"\x89PNG")
         current.return_value.explain.return_value = (CLASSIFICATION, explanation)
         yield current.return_value
 

@@ -1,9 +1,9 @@
-// The portal's only script: uploads with per-file progress, live job status, heat-map toggle.
-// Plain JavaScript, no build step and nothing loaded from outside the site.
+// The portal's own script: uploads with per-file progress, heat-map controls, keyboard reading.
+// Rows and their live updates are rendered by the server (Django templates, polled with htmx);
+// this file builds no result markup. Plain JavaScript, nothing loaded from outside the site.
 "use strict";
 
 (function () {
-  const POLL_MS = 1500;
   // One file at a time: each shows its own progress, and the site is never flooded.
   const MAX_PARALLEL_UPLOADS = 1;
 
@@ -18,20 +18,18 @@
     return node;
   }
 
-  function announce(text) {
-    const announcer = document.getElementById("announcer");
-    if (announcer) announcer.textContent = text;
-  }
-
-  function now() {
-    const date = new Date();
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
-      `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
-  }
-
   function formatSeconds(seconds) {
     return `${Number(seconds).toFixed(1)} s`;
+  }
+
+  // Insert HTML the site rendered, and let htmx start any polling it asks for.
+  function insertServerHtml(html, place) {
+    const template = document.createElement("template");
+    template.innerHTML = html.trim();
+    const node = template.content.firstElementChild;
+    place(node);
+    if (window.htmx) window.htmx.process(node);
+    return node;
   }
 
   // ---- Uploads -----------------------------------------------------------------------
@@ -53,7 +51,7 @@
       }
     }
 
-    function add(files) {
+    function add(files, allowDuplicate) {
       Array.from(files).forEach((file) => {
         const progress = el("progress", { max: "100", value: "0", "aria-label": `Upload progress of ${file.name}` });
         const state = el("span", { className: "upload-state", text: "waiting" });
@@ -61,7 +59,7 @@
           el("span", { className: "file-name", text: file.name }), progress, state,
         ]);
         list.append(item);
-        waiting.push({ file, item, progress, state });
+        waiting.push({ file, item, progress, state, allowDuplicate: Boolean(allowDuplicate) });
       });
       next();
     }
@@ -71,6 +69,7 @@
         const xhr = new XMLHttpRequest();
         const body = new FormData();
         body.append("image", upload.file, upload.file.name);
+        if (upload.allowDuplicate) body.append("allow_duplicate", "on");
         xhr.open("POST", form.action);
         xhr.setRequestHeader("X-CSRFToken", csrf);
         xhr.setRequestHeader("Accept", "application/json");
@@ -88,23 +87,31 @@
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (error) { body = {}; }
       if (xhr.status === 202 && body.job) {
-        upload.progress.value = 100;
-        upload.item.classList.add("accepted");
-        upload.state.textContent = "uploaded: queued";
-        // A DICOM series or study answers with one job per slice.
-        (body.jobs || [body.job]).forEach((job) => addJobRow(job, upload.file.name));
-        announce(`${upload.file.name} uploaded and queued.`);
+        // A DICOM series or study answers with one row per slice.
+        (body.rows_html || [body.row_html]).forEach((html) => addJobRow(html));
+        insertServerHtml(body.upload_html, (node) => upload.item.replaceWith(node));
+      } else if (xhr.status === 409 && body.duplicate_of) {
+        duplicate(upload, body);
       } else {
         rejected(upload, body.errors || [`The upload failed (HTTP ${xhr.status}).`]);
       }
+    }
+
+    function duplicate(upload, body) {
+      rejected(upload, body.errors);
+      const again = el("button", { type: "button", className: "link-button", text: `Upload ${upload.file.name} anyway` });
+      again.addEventListener("click", () => { upload.item.remove(); add([upload.file], true); });
+      upload.item.append(el("p", { className: "duplicate" }, [
+        el("a", { href: body.duplicate_of.url, text: "Open the earlier result" }), " or ", again,
+      ]));
     }
 
     function rejected(upload, errors) {
       upload.item.classList.add("rejected");
       upload.state.textContent = "rejected";
       upload.progress.value = 0;
-      const list = el("ul", { className: "errors", role: "alert" }, errors.map((message) => el("li", { text: message })));
-      upload.item.append(list);
+      const messages = el("ul", { className: "errors" }, errors.map((message) => el("li", { text: message })));
+      upload.item.append(el("div", { role: "alert", className: "upload-errors" }, [messages]));
     }
 
     input.addEventListener("change", () => { add(input.files); input.value = ""; });
@@ -119,87 +126,16 @@
     });
   }
 
-  function addJobRow(job, fileName) {
+  function addJobRow(html) {
     const table = document.getElementById("jobs-table");
-    if (!table) return;
+    if (!table || !html) return;
     table.hidden = false;
     const empty = document.getElementById("no-jobs");
     if (empty) empty.remove();
-    const row = el("tr", { "data-job": job.id, "data-finished": "false", "data-elapsed": String(job.elapsed_s) }, [
-      el("td", {}, [el("img", { className: "thumb", src: job.scan_image_url, alt: `Scan ${fileName}`, width: "48", height: "48" })]),
-      el("td", { text: now() }),
-      el("td", { className: "job-status" }),
-      el("td", { className: "job-result", text: "—" }),
-      el("td", { text: "—" }),
-      el("td", { className: "job-elapsed" }),
-      el("td", {}, [el("a", { href: job.url, text: "Open" })]),
-    ]);
-    row.dataset.name = fileName;
-    table.tBodies[0].prepend(row);
-    updateRow(row, job);
+    insertServerHtml(html, (node) => table.tBodies[0].prepend(node));
   }
 
-  // ---- Live status -------------------------------------------------------------------
-
-  function badge(job) {
-    return el("span", { className: `badge status-${job.status_text}`, text: job.status_text });
-  }
-
-  function updateRow(row, job) {
-    const wasFinished = row.dataset.finished === "true";
-    row.dataset.finished = String(job.finished);
-    row.dataset.elapsed = String(job.elapsed_s);
-    row.querySelector(".job-status").replaceChildren(badge(job));
-    row.querySelector(".job-elapsed").textContent = formatSeconds(job.elapsed_s);
-    const result = row.querySelector(".job-result");
-    if (job.label) {
-      const parts = [el("strong", { className: "label", text: job.label }), ` ${Math.round(job.confidence * 100)}%`];
-      if (job.needs_review) parts.push(" ", el("span", { className: "badge needs-review", text: "needs review" }));
-      result.replaceChildren(...parts);
-    } else if (job.outcome) {
-      result.replaceChildren(el("span", { className: "badge outcome", text: job.outcome }), " ", el("span", { className: "outcome-reason", text: job.error }));
-    } else if (job.status === "failed") {
-      result.replaceChildren(el("span", { className: "reason", text: job.error }));
-    }
-    if (job.finished && !wasFinished) {
-      const name = row.dataset.name || "A scan";
-      announce(`${name}: ${job.outcome || job.status_text}${job.label ? `, ${job.label}` : ""}.`);
-    }
-  }
-
-  function pollTable() {
-    const table = document.getElementById("jobs-table");
-    if (!table) return;
-    const rows = Array.from(table.querySelectorAll("tr[data-job][data-finished=false]"));
-    if (!rows.length) return;
-    const query = rows.map((row) => `id=${encodeURIComponent(row.dataset.job)}`).join("&");
-    fetch(`${table.dataset.statusUrl}?${query}`, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then((response) => (response.ok ? response.json() : { jobs: [] }))
-      .then((body) => body.jobs.forEach((job) => {
-        const row = table.querySelector(`tr[data-job="${job.id}"]`);
-        if (row) updateRow(row, job);
-      }))
-      .catch(() => { /* a missed poll is retried on the next tick */ });
-  }
-
-  function pollDetail() {
-    const status = document.getElementById("job-status");
-    if (!status || status.dataset.finished === "true") return;
-    fetch(`${status.dataset.statusUrl}?id=${encodeURIComponent(status.dataset.job)}`, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then((response) => (response.ok ? response.json() : { jobs: [] }))
-      .then((body) => {
-        const job = body.jobs[0];
-        if (!job) return;
-        status.textContent = job.status_text;
-        status.className = `badge status-${job.status_text}`;
-        const text = document.getElementById("job-status-text");
-        if (text) text.textContent = job.status_text;
-        // The finished page has the image, bars and review form: load it once.
-        if (job.finished) { status.dataset.finished = "true"; window.location.reload(); }
-      })
-      .catch(() => {});
-  }
-
+  // Between server updates, count the seconds of unfinished jobs up.
   function tickElapsed() {
     document.querySelectorAll("[data-finished=false][data-elapsed], .job-elapsed[data-elapsed]").forEach((node) => {
       const seconds = Number(node.dataset.elapsed) + 1;
@@ -223,10 +159,180 @@
     });
   }
 
+  function setUpHeatmapControls() {
+    const heatmap = document.getElementById("heatmap");
+    const opacity = document.getElementById("heatmap-opacity");
+    const sideBySide = document.getElementById("side-by-side-toggle");
+    const figure = document.getElementById("scan-figure");
+    if (heatmap && opacity) {
+      const apply = () => { heatmap.style.opacity = String(Number(opacity.value) / 100); };
+      opacity.addEventListener("input", apply);
+      apply();
+    }
+    if (sideBySide && figure) {
+      sideBySide.addEventListener("click", () => {
+        const side = figure.dataset.mode !== "side";
+        figure.dataset.mode = side ? "side" : "overlay";
+        sideBySide.setAttribute("aria-pressed", String(side));
+      });
+    }
+  }
+
+  // ---- Viewer: zoom, pan, window/level ----------------------------------------------
+
+  function setUpViewer() {
+    const viewer = document.getElementById("viewer");
+    const content = document.getElementById("viewer-content");
+    const scan = document.getElementById("scan-image");
+    if (!viewer || !content || !scan) return;
+    const output = document.getElementById("viewer-state");
+    const windowMode = document.getElementById("viewer-window-mode");
+    const view = { scale: 1, x: 0, y: 0, brightness: 100, contrast: 100 };
+    const clamp = (value, low, high) => Math.min(high, Math.max(low, value));
+
+    function apply() {
+      view.scale = clamp(view.scale, 1, 16);
+      const width = viewer.clientWidth;
+      const height = viewer.clientHeight;
+      view.x = clamp(view.x, width - width * view.scale, 0);
+      view.y = clamp(view.y, height - height * view.scale, 0);
+      content.style.transform = `translate(${view.x}px, ${view.y}px) scale(${view.scale})`;
+      // Window/level on the scan only: the heat map keeps its colours.
+      scan.style.filter = `brightness(${view.brightness}%) contrast(${view.contrast}%)`;
+      output.textContent = `${Math.round(view.scale * 100)}% · brightness ${view.brightness}% · contrast ${view.contrast}%`;
+    }
+
+    function zoom(factor, centreX, centreY) {
+      const x = centreX === undefined ? viewer.clientWidth / 2 : centreX;
+      const y = centreY === undefined ? viewer.clientHeight / 2 : centreY;
+      const scale = clamp(view.scale * factor, 1, 16);
+      view.x = x - ((x - view.x) * scale) / view.scale;
+      view.y = y - ((y - view.y) * scale) / view.scale;
+      view.scale = scale;
+      apply();
+    }
+
+    const actions = {
+      "zoom-in": () => zoom(1.25),
+      "zoom-out": () => zoom(0.8),
+      // One image pixel per screen pixel: the full resolution of the original.
+      actual: () => zoom(scan.naturalWidth / (viewer.clientWidth * view.scale)),
+      reset: () => {
+        Object.assign(view, { scale: 1, x: 0, y: 0, brightness: 100, contrast: 100 });
+        apply();
+      },
+    };
+    document.querySelectorAll("[data-viewer]").forEach((button) => {
+      button.addEventListener("click", () => actions[button.dataset.viewer]());
+    });
+
+    viewer.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      const box = viewer.getBoundingClientRect();
+      zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15, event.clientX - box.left, event.clientY - box.top);
+    }, { passive: false });
+
+    let drag = null;
+    viewer.addEventListener("pointerdown", (event) => {
+      drag = { x: event.clientX, y: event.clientY, level: event.shiftKey || (windowMode && windowMode.checked) };
+      viewer.setPointerCapture(event.pointerId);
+    });
+    viewer.addEventListener("pointermove", (event) => {
+      if (!drag) return;
+      const dx = event.clientX - drag.x;
+      const dy = event.clientY - drag.y;
+      drag.x = event.clientX;
+      drag.y = event.clientY;
+      if (drag.level) {
+        view.contrast = clamp(Math.round(view.contrast + dx), 20, 400);
+        view.brightness = clamp(Math.round(view.brightness - dy), 20, 400);
+      } else {
+        view.x += dx;
+        view.y += dy;
+      }
+      apply();
+    });
+    ["pointerup", "pointercancel"].forEach((name) => viewer.addEventListener(name, () => { drag = null; }));
+
+    viewer.addEventListener("keydown", (event) => {
+      const keys = {
+        "+": () => zoom(1.25), "=": () => zoom(1.25), "-": () => zoom(0.8), "0": actions.reset,
+        ArrowLeft: () => { view.x += 40; apply(); }, ArrowRight: () => { view.x -= 40; apply(); },
+        ArrowUp: () => { view.y += 40; apply(); }, ArrowDown: () => { view.y -= 40; apply(); },
+        ",": () => { view.brightness = clamp(view.brightness - 10, 20, 400); apply(); },
+        ".": () => { view.brightness = clamp(view.brightness + 10, 20, 400); apply(); },
+        "[": () => { view.contrast = clamp(view.contrast - 10, 20, 400); apply(); },
+        "]": () => { view.contrast = clamp(view.contrast + 10, 20, 400); apply(); },
+      };
+      if (!keys[event.key]) return;
+      event.preventDefault();
+      event.stopPropagation();
+      keys[event.key]();
+    });
+    window.addEventListener("resize", apply);
+    apply();
+  }
+
+  function setUpTheme() {
+    const button = document.getElementById("theme-toggle");
+    const root = document.documentElement;
+    const stored = window.localStorage.getItem("portal-theme");
+    if (stored === "dark") root.dataset.theme = "dark";
+    if (!button) return;
+    const show = () => button.setAttribute("aria-pressed", String(root.dataset.theme === "dark"));
+    button.addEventListener("click", () => {
+      if (root.dataset.theme === "dark") delete root.dataset.theme;
+      else root.dataset.theme = "dark";
+      window.localStorage.setItem("portal-theme", root.dataset.theme || "light");
+      show();
+    });
+    show();
+  }
+
+  // ---- Reading with the keyboard -----------------------------------------------------
+
+  function typingIn(target) {
+    return target instanceof HTMLElement &&
+      (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName) &&
+        !["radio", "checkbox", "range", "button"].includes(target.type));
+  }
+
+  function setUpShortcuts() {
+    const form = document.getElementById("review-form");
+    document.addEventListener("keydown", (event) => {
+      if (event.altKey || event.ctrlKey || event.metaKey || typingIn(event.target)) return;
+      const key = event.key.toLowerCase();
+      const radios = form ? Array.from(form.querySelectorAll("input[name=label]")) : [];
+      const link = (rel) => document.querySelector(`#reading-nav a[rel=${rel}]`);
+      if (/^[1-9]$/.test(key) && radios[Number(key) - 1]) {
+        radios[Number(key) - 1].checked = true;
+        radios[Number(key) - 1].focus();
+      } else if (key === "c" && form && document.getElementById("predicted-label")) {
+        const label = document.getElementById("predicted-label").dataset.label;
+        const radio = radios.find((input) => input.value === label);
+        if (!radio) return;
+        radio.checked = true;
+        form.requestSubmit();
+      } else if (key === "s" && form) {
+        form.requestSubmit();
+      } else if ((key === "n" || key === "p") && link(key === "n" ? "next" : "prev")) {
+        window.location.assign(link(key === "n" ? "next" : "prev").href);
+      } else if (key === "h" && document.getElementById("heatmap-toggle")) {
+        document.getElementById("heatmap-toggle").click();
+      } else {
+        return;
+      }
+      event.preventDefault();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    setUpTheme();
+    setUpViewer();
+    setUpShortcuts();
     setUpUpload();
     setUpHeatmapToggle();
-    setInterval(() => { pollTable(); pollDetail(); }, POLL_MS);
+    setUpHeatmapControls();
     setInterval(tickElapsed, 1000);
   });
 })();

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('predictions', '0003_failure_code_and_needs_review'),
+        ('predictions', '0006_organisation_time_zone'),
     ]
 
     operations = [
