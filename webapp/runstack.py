@@ -213,7 +213,7 @@ def app_services(env: dict[str, str]) -> list[Service]:
                    "-I", "workers.control", "-Q", ",".join(local_queues(env)),
                    "-c", concurrency, "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
-        "sweeper": [python, "manage.py", "sweep_jobs", "--loop", "--interval", "30"],
+        "sweeper": [python, "manage.py", "sweep_jobs", "--loop"],
     }  # fmt: skip
     return [Service(name, launcher(command, env)) for name, command in commands.items()]
 

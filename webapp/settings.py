@@ -162,6 +162,10 @@ WORKER_SECRET = env_secret("WORKER_SECRET", required=not DEBUG) or "insecure-deb
 JOB_QUEUED_TIMEOUT = env_int("JOB_QUEUED_TIMEOUT", 600, minimum=1)
 JOB_RUNNING_TIMEOUT = env_int("JOB_RUNNING_TIMEOUT", 600, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+# The sweeper (`sweep_jobs --loop`) sends jobs that waited for the broker every
+# JOB_DISPATCH_INTERVAL seconds, and looks for stale jobs every JOB_SWEEP_INTERVAL.
+JOB_DISPATCH_INTERVAL = env_float("JOB_DISPATCH_INTERVAL", 2.0, minimum=0.1)
+JOB_SWEEP_INTERVAL = env_float("JOB_SWEEP_INTERVAL", 30.0, minimum=1.0)
 LOW_CONFIDENCE_THRESHOLD = env_float("LOW_CONFIDENCE_THRESHOLD", 0.7)
 # Where the portal's dashboard links to Flower (behind its own basic auth); empty: no link.
 FLOWER_URL = env_str("FLOWER_URL", "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
@@ -13,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
+from rest_framework.serializers import BaseSerializer, CharField
 
 from predictions import jobs
 from predictions.api.filters import JobFilter, PatientFilter
@@ -24,7 +26,7 @@ from predictions.api.serializers import (
     ScanSerializer,
     ScanSubmissionSerializer,
 )
-from predictions.models import Job, Patient, Scan, organisation_of
+from predictions.models import AWAITING_DISPATCH_NOTE, Job, Patient, Scan, organisation_of
 
 
 class PatientViewSet(
@@ -59,7 +61,15 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
 
     @extend_schema(
         request={"multipart/form-data": ScanSubmissionSerializer},
-        responses={202: inline_serializer("Submission", {"job": JobSummarySerializer()})},
+        responses={
+            202: inline_serializer(
+                "Submission",
+                {
+                    "job": JobSummarySerializer(),
+                    "detail": CharField(required=False, help_text=AWAITING_DISPATCH_NOTE),
+                },
+            )
+        },
         description="Upload one MRI slice (JPEG or PNG) for a patient; it is classified "
         "asynchronously. Poll the returned job URL.",
     )
@@ -70,7 +80,9 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
         job = jobs.submit_scan(
             data["patient"], data["image"], data["facts"], request.user, data.get("device")
         )
-        body = {"job": JobSummarySerializer(job, context={"request": request}).data}
+        body: dict[str, Any] = {"job": JobSummarySerializer(job, context={"request": request}).data}
+        if job.awaiting_dispatch:
+            body["detail"] = AWAITING_DISPATCH_NOTE
         return Response(
             body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["job"]["url"])}
         )

@@ -23,7 +23,16 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from predictions import broker, jobs, reviews
-from predictions.models import LABELS, Job, Organisation, Patient, Prediction, Scan, organisation_of
+from predictions.models import (
+    AWAITING_DISPATCH_NOTE,
+    LABELS,
+    Job,
+    Organisation,
+    Patient,
+    Prediction,
+    Scan,
+    organisation_of,
+)
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
 from workers.contracts import FailureCode
 
@@ -78,6 +87,7 @@ class JobState(TypedDict):
     outcome: str | None
     can_retry: bool
     error: str
+    note: str
     url: str
     scan_image_url: str
 
@@ -107,6 +117,7 @@ def job_state(job: Job) -> JobState:
         "outcome": outcome,
         "can_retry": job.can_retry,
         "error": job.error,
+        "note": AWAITING_DISPATCH_NOTE if job.awaiting_dispatch else "",
         "url": reverse("portal:job", args=[job.public_id]),
         "scan_image_url": reverse("portal:scan-image", args=[job.scan.public_id]),
     }

@@ -159,6 +159,10 @@
       result.replaceChildren(el("span", { className: "badge outcome", text: job.outcome }), " ", el("span", { className: "outcome-reason", text: job.error }));
     } else if (job.status === "failed") {
       result.replaceChildren(el("span", { className: "reason", text: job.error }));
+    } else if (job.note) {
+      result.replaceChildren(el("span", { className: "note", text: job.note }));
+    } else {
+      result.textContent = "—"; // the broker is back: the waiting note goes
     }
     if (job.finished && !wasFinished) {
       const name = row.dataset.name || "A scan";
@@ -193,6 +197,8 @@
         status.className = `badge status-${job.status_text}`;
         const text = document.getElementById("job-status-text");
         if (text) text.textContent = job.status_text;
+        const note = document.getElementById("job-note");
+        if (note) { note.textContent = job.note; note.hidden = !job.note; }
         // The finished page has the image, bars and review form: load it once.
         if (job.finished) { status.dataset.finished = "true"; window.location.reload(); }
       })
