@@ -19,8 +19,11 @@ from predictions.models import Job
 from webapp.celery import app
 from workers.config import pick_queue
 
-# One connection attempt: a page or a scrape is no place to wait for a broker.
-_FAIL_FAST = {"max_retries": 0}
+
+def _fail_fast(reply_wait_s: float) -> dict[str, float]:
+    """Transport options for an inspection: one connection attempt, reads that outlast the
+    wait for replies (kombu polls for them with a 1 s BRPOP), then the usual time limit."""
+    return {"max_retries": 0, "socket_timeout": reply_wait_s + settings.BROKER_SOCKET_TIMEOUT}
 
 
 class BrokerUnavailable(Exception):
@@ -98,13 +101,12 @@ def queue_depths(queues: Iterable[str], timeout_s: float | None = None) -> dict[
 
 def worker_queues(timeout_s: float | None = None) -> dict[str, list[str]]:
     """Ask every worker which queues it consumes; return worker name -> queue names."""
+    wait_s = timeout_s or settings.BROKER_SOCKET_TIMEOUT
     try:
         with app.connection_for_write(
-            transport_options=_FAIL_FAST, connect_timeout=settings.BROKER_CONNECT_TIMEOUT
+            transport_options=_fail_fast(wait_s), connect_timeout=settings.BROKER_CONNECT_TIMEOUT
         ) as connection:
-            replies = app.control.inspect(
-                timeout=timeout_s or settings.BROKER_SOCKET_TIMEOUT, connection=connection
-            ).active_queues()
+            replies = app.control.inspect(timeout=wait_s, connection=connection).active_queues()
     except Exception as exc:  # kombu raises many kinds for an unreachable broker
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return {
@@ -114,15 +116,13 @@ def worker_queues(timeout_s: float | None = None) -> dict[str, list[str]]:
 
 def worker_infos(timeout_s: float | None = None) -> dict[str, WorkerInfo]:
     """Return each worker's `worker_info` answer (role, queues, model version) by name."""
+    wait_s = timeout_s or settings.BROKER_SOCKET_TIMEOUT
     try:
         with app.connection_for_write(
-            transport_options=_FAIL_FAST, connect_timeout=settings.BROKER_CONNECT_TIMEOUT
+            transport_options=_fail_fast(wait_s), connect_timeout=settings.BROKER_CONNECT_TIMEOUT
         ) as connection:
             answers = app.control.broadcast(
-                "worker_info",
-                reply=True,
-                timeout=timeout_s or settings.BROKER_SOCKET_TIMEOUT,
-                connection=connection,
+                "worker_info", reply=True, timeout=wait_s, connection=connection
             )
     except Exception as exc:  # kombu raises many kinds for an unreachable broker
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc

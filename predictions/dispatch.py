@@ -4,17 +4,21 @@ Tasks are sent by name, so the site never imports the worker code (or TensorFlow
 and only after the job row is committed, so a worker never looks for a row that
 does not exist yet.
 
-The job row is the source of truth. A job is marked dispatched (`dispatched_at`) in
-the transaction that queues it and unmarked if the send then fails; while a send has
-just failed, requests do not even try for `BROKER_DOWN_PAUSE_S`. A job left unmarked
-waits in the database, and the dispatcher loop (`sweep_jobs --loop`) sends it within
-JOB_DISPATCH_INTERVAL seconds of the broker's return. The mark is set before the send,
-so the request and the dispatcher never both send one job.
+The job row is the source of truth. After the commit, the request claims the job
+(sets `dispatched_at`, a conditional UPDATE) and sends it; a failed send unclaims it.
+A request never waits long on the broker: one thread per web process sends at a time
+(the others leave their job to the dispatcher rather than queue behind a stalled
+broker), each send is bounded by the broker time limits, and after a failed send
+requests do not try for `BROKER_DOWN_PAUSE_S`. A job left unclaimed waits in the
+database, and the dispatcher loop (`sweep_jobs --loop`) sends it within
+JOB_DISPATCH_INTERVAL seconds of the broker's return. Only the one who claims a job
+sends it, so the request and the dispatcher never both send one job.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime
 
@@ -32,16 +36,29 @@ log = logging.getLogger(__name__)
 # broker outage costs one request per process a time limit, not every request.
 BROKER_DOWN_PAUSE_S = 10.0
 _broker_down_until = 0.0
+# A healthy broker takes a millisecond per send; a request waits this long for the
+# process's sender slot, then leaves its job to the dispatcher.
+SENDER_WAIT_S = 0.05
+_sender = threading.Lock()
 
 
 def enqueue(job: Job) -> None:
-    """Send `job` to its queue once the current transaction commits, if the broker is up."""
+    """Send `job` to its queue once the current transaction commits, unless that would wait."""
+    transaction.on_commit(lambda: _send_now(job))
+
+
+def _send_now(job: Job) -> None:
     if time.monotonic() < _broker_down_until:
         log.warning("broker unreachable: job %s waits for the dispatcher", job.public_id)
         return
-    claimed_at = _claim(job)
-    if claimed_at is not None:
-        transaction.on_commit(lambda: _send(job, claimed_at))
+    if not _sender.acquire(timeout=SENDER_WAIT_S):
+        log.warning("broker slow: job %s waits for the dispatcher", job.public_id)
+        return
+    try:
+        if (claimed_at := _claim(job)) is not None:
+            _send(job, claimed_at)
+    finally:
+        _sender.release()
 
 
 def send_waiting(limit: int = 500) -> int:

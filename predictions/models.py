@@ -245,3 +245,24 @@ class Review(models.Model):
     def __str__(self) -> str:
         verdict = "confirmed" if self.confirmed else "corrected"
         return f"{self.label} ({verdict})"
+
+
+class BrokerStatus(models.Model):
+    """The broker and its workers as the sweeper last saw them (one row).
+
+    Pages read this instead of asking the broker, so a broker that is down or frozen
+    never makes a page wait; `checked_at` says how old the picture is.
+    """
+
+    checked_at = models.DateTimeField()
+    reachable = models.BooleanField()
+    error = models.TextField(blank=True)
+    # Queue name -> messages waiting; worker names answering a ping. Empty when unreachable.
+    queue_depths = models.JSONField(default=dict)
+    workers = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name_plural = "broker status"
+
+    def __str__(self) -> str:
+        return f"broker {'reachable' if self.reachable else 'unreachable'} at {self.checked_at}"

@@ -166,6 +166,8 @@ JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 # JOB_DISPATCH_INTERVAL seconds, and looks for stale jobs every JOB_SWEEP_INTERVAL.
 JOB_DISPATCH_INTERVAL = env_float("JOB_DISPATCH_INTERVAL", 2.0, minimum=0.1)
 JOB_SWEEP_INTERVAL = env_float("JOB_SWEEP_INTERVAL", 30.0, minimum=1.0)
+# ... and stores what the broker says (queue depths, workers) for the dashboard this often.
+BROKER_STATUS_INTERVAL = env_float("BROKER_STATUS_INTERVAL", 10.0, minimum=1.0)
 LOW_CONFIDENCE_THRESHOLD = env_float("LOW_CONFIDENCE_THRESHOLD", 0.7)
 # Where the portal's dashboard links to Flower (behind its own basic auth); empty: no link.
 FLOWER_URL = env_str("FLOWER_URL", "")
@@ -177,10 +179,9 @@ CPU_QUEUE = cpu_queue()
 DEFAULT_DEVICE = default_device()
 
 # The broker, from the site: seconds to connect and to wait for any answer. A frozen Redis
-# accepts connections and then never answers, so the read limit matters as much. Above
-# 1 s, because kombu waits 1 s on the broker for replies to worker inspections.
+# accepts connections and then never answers, so the read limit matters as much.
 BROKER_CONNECT_TIMEOUT = env_float("BROKER_CONNECT_TIMEOUT", 1.0, minimum=0.1)
-BROKER_SOCKET_TIMEOUT = env_float("BROKER_SOCKET_TIMEOUT", 2.0, minimum=1.5)
+BROKER_SOCKET_TIMEOUT = env_float("BROKER_SOCKET_TIMEOUT", 1.0, minimum=0.1)
 
 # Operations: GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"; with no token set
 # it answers only direct requests from the loopback address (see docs/operations.md).

@@ -3,7 +3,6 @@ organisation, so another clinic's patient, scan or job is a 404 that reveals not
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import uuid
 from datetime import datetime
@@ -22,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from predictions import broker, jobs, reviews
+from predictions import broker, broker_status, jobs, reviews
 from predictions.models import (
     AWAITING_DISPATCH_NOTE,
     LABELS,
@@ -36,8 +35,6 @@ from predictions.models import (
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
 from workers.contracts import FailureCode
 
-log = logging.getLogger(__name__)
-
 PATIENTS_PER_PAGE = 25
 STATUS_WORDS = {
     Job.Status.QUEUED: "queued",
@@ -47,7 +44,6 @@ STATUS_WORDS = {
 }
 # Failures that are the model's answer about the image, shown as an outcome, not an error.
 OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
-DASHBOARD_TIMEOUT_S = 1.0
 
 
 def _organisation(request: HttpRequest) -> Organisation:
@@ -135,11 +131,17 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     for row in todays.exclude(answered).values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
     queue = broker.queue_for()
+    # The sweeper's last picture of the broker: the page never waits on the broker itself.
+    seen = broker_status.latest()
+    reachable = seen if seen is not None and seen.reachable else None
     context = {
         "counts": [(STATUS_WORDS[Job.Status(status)], n) for status, n in counts.items()],
         "queue": queue,
-        "queue_length": _queue_length(queue),
-        "workers": _workers_online(),
+        "queue_length": reachable.queue_depths.get(queue) if reachable else None,
+        "workers": reachable.workers if reachable else None,
+        "broker_status": seen,
+        "broker_status_stale": seen is not None and broker_status.is_stale(seen),
+        "awaiting_dispatch": Job.objects.awaiting_dispatch().visible_to(request.user).count(),
         "failures": visible.filter(status=Job.Status.FAILED)
         .exclude(failure_code__in=list(OUTCOME_WORDS))
         .select_related("scan__patient")[:10],
@@ -148,24 +150,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "flower_url": settings.FLOWER_URL,
     }
     return render(request, "predictions/dashboard.html", context)
-
-
-def _queue_length(queue: str) -> int | None:
-    """Return the messages waiting in `queue`, or None when the broker cannot be asked."""
-    try:
-        return broker.queue_depths([queue], timeout_s=DASHBOARD_TIMEOUT_S)[queue]
-    except broker.BrokerUnavailable:
-        log.warning("queue length unavailable", exc_info=True)
-        return None
-
-
-def _workers_online() -> list[str] | None:
-    """Return the names of workers answering, or None when the broker cannot be asked."""
-    try:
-        return sorted(broker.worker_queues(timeout_s=DASHBOARD_TIMEOUT_S))
-    except broker.BrokerUnavailable:
-        log.warning("workers unavailable", exc_info=True)
-        return None
 
 
 @login_required

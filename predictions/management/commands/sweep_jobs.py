@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
-from predictions import dispatch, jobs
+from predictions import broker_status, dispatch, jobs
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,8 @@ class Command(BaseCommand):
     help = (
         "Send jobs that waited for an unreachable broker, queue stale jobs again (queued or "
         "running past JOB_QUEUED_TIMEOUT / JOB_RUNNING_TIMEOUT) and fail those out of "
-        "attempts, so no job hangs."
+        "attempts, so no job hangs; with --loop, also store the broker's status for the "
+        "dashboard."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -57,6 +58,7 @@ class Command(BaseCommand):
         schedule = [
             Every(settings.JOB_DISPATCH_INTERVAL, self.dispatch_waiting),
             Every(interval, self.sweep),
+            Every(settings.BROKER_STATUS_INTERVAL, self.refresh_broker_status),
         ]
         while True:
             for task in schedule:
@@ -68,6 +70,9 @@ class Command(BaseCommand):
     def dispatch_waiting(self) -> None:
         if sent := dispatch.send_waiting():
             self.stdout.write(f"dispatch: {sent} sent after waiting for the broker")
+
+    def refresh_broker_status(self) -> None:
+        broker_status.refresh()
 
     def sweep(self, always_report: bool = False) -> None:
         requeued, failed = jobs.sweep()
