@@ -36,15 +36,17 @@ log = logging.getLogger(__name__)
 # broker outage costs one request per process a time limit, not every request.
 BROKER_DOWN_PAUSE_S = 10.0
 _broker_down_until = 0.0
-# A healthy broker takes a millisecond per send; a request waits this long for the
+# A healthy broker takes milliseconds per send; a request waits this long for the
 # process's sender slot, then leaves its job to the dispatcher.
-SENDER_WAIT_S = 0.05
+SENDER_WAIT_S = 0.2
 _sender = threading.Lock()
 
 
 def enqueue(job: Job) -> None:
     """Send `job` to its queue once the current transaction commits, unless that would wait."""
-    transaction.on_commit(lambda: _send_now(job))
+    # Robust: the job is committed, so a failure here (the database cut just now) must not
+    # turn the 202 into an error; the job stays unclaimed and the dispatcher sends it.
+    transaction.on_commit(lambda: _send_now(job), robust=True)
 
 
 def _send_now(job: Job) -> None:

@@ -18,8 +18,8 @@ from workers.contracts import FINAL_FAILURES, LABELS, FailureCode
 
 # What the API and the portal say about a job that waits for the broker (`awaiting_dispatch`).
 AWAITING_DISPATCH_NOTE = (
-    "Accepted and queued while the job broker is unreachable: the job waits in the database "
-    "and is sent to a worker within seconds of the broker's return."
+    "Accepted and queued, but the job broker is unreachable or slow: the job waits in the "
+    "database and is sent to a worker within seconds of the broker answering again."
 )
 LABEL_CHOICES = [(label, label) for label in LABELS]
 FAILURE_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in FailureCode]

@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from predictions import broker, dispatch
-from predictions.models import Job
+from predictions.models import AWAITING_DISPATCH_NOTE, Job
 from tests.api import submit
 from tests.factories import JobFactory
 from tests.images import png_bytes
@@ -125,7 +125,7 @@ def test_a_submission_while_the_broker_is_down_is_accepted_and_says_so(
     assert response.status_code == 202, response.content
     body = response.json()
     assert body["job"]["status"] == "queued" and body["job"]["awaiting_dispatch"] is True
-    assert "broker is unreachable" in body["detail"]
+    assert body["detail"] == AWAITING_DISPATCH_NOTE
     assert api.get(body["job"]["url"]).json()["awaiting_dispatch"] is True
 
     assert dispatch.send_waiting() == 1
