@@ -224,9 +224,6 @@ class ChaosStack:
     def worker_group(self) -> int:
         return self.stack.service_pids()["worker"]
 
-    def web_group(self) -> int:
-        return self.stack.service_pids()["web"]
-
     def worker_children(self) -> list[int]:
         """The worker's pool processes (the ones that run tasks)."""
         parent = self.worker_group()

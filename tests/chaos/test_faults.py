@@ -35,6 +35,15 @@ def started_running(scenario: Scenario) -> bool:
     return started and any(status in ("queued", "running") for _, status, *_ in jobs)
 
 
+def kill_service(chaos: ChaosStack, scenario: Scenario, name: str) -> None:
+    """SIGKILL every process of a `make run` service and wait for the launcher's restart."""
+    killed = chaos.stack.service_pids()[name]
+    os.killpg(killed, signal.SIGKILL)
+    scenario.repaired()  # `make run` restarts it; recovery is counted from the kill
+    restarted = lambda: chaos.stack.service_pids()[name] != killed  # noqa: E731
+    scenario.wait_for(restarted, 60, f"make run to restart {name}")
+
+
 def test_a_worker_process_killed_mid_task(chaos: ChaosStack, record: list[Row]) -> None:
     scenario = Scenario(chaos, "worker process SIGKILL (one pool child)")
     scenario.submit(FAULT_JOBS)
@@ -50,10 +59,7 @@ def test_the_whole_worker_killed_mid_task(chaos: ChaosStack, record: list[Row]) 
     scenario = Scenario(chaos, "whole worker SIGKILL (restarted by make run)")
     scenario.submit(FAULT_JOBS)
     scenario.wait_for(lambda: started_running(scenario), 60, "a job to start")
-    killed = chaos.worker_group()
-    os.killpg(killed, signal.SIGKILL)
-    scenario.repaired()
-    scenario.wait_for(lambda: chaos.worker_group() != killed, 60, "make run to restart it")
+    kill_service(chaos, scenario, "worker")
     record.append(row := scenario.finish())
     assert_kept_every_job(row)
     assert_stayed_responsive(row)
@@ -110,10 +116,7 @@ def test_the_site_killed_while_workers_post_results(chaos: ChaosStack, record: l
         60,
         "the first result to be posted",
     )
-    killed = chaos.web_group()
-    os.killpg(killed, signal.SIGKILL)
-    scenario.repaired()
-    scenario.wait_for(lambda: chaos.web_group() != killed, 60, "make run to restart it")
+    kill_service(chaos, scenario, "web")
     record.append(row := scenario.finish())
     row.notes.append("/healthz down while the site was dead, by design")
     assert_kept_every_job(row)

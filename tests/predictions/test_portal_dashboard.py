@@ -96,6 +96,7 @@ def test_it_says_when_the_broker_was_never_checked_or_the_picture_is_old(
 ) -> None:
     page = portal.get("/").content.decode()
     assert "not yet: the sweeper" in page
+    assert page.count("not checked yet") == 2 and "broker unreachable" not in page
     status = broker_status.refresh()
     assert "out of date" not in portal.get("/").content.decode()
     status.checked_at = timezone.now() - timedelta(hours=1)
