@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint bench install clean
+.PHONY: run test test-fast lint bench chaos install clean
 
 run: $(STAMP)
 	$(BIN)/python -m webapp.runstack
@@ -26,6 +26,11 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_pipeline.py
+
+# The fault and load suite with the full 1,000-submission run (CI runs it with 200);
+# its table goes to artifacts/chaos.md.
+chaos: $(STAMP)
+	CHAOS_LOAD=1000 $(BIN)/python -m pytest tests/chaos -m chaos -p no:cacheprovider
 
 install: $(STAMP)
 

@@ -1,8 +1,9 @@
 """Everything the site asks the broker: queue depths, the workers online, where a device's jobs go.
 
 One module, so the dashboard, /metrics, /readyz and `stack_status` give the same
-answers. Every call fails fast (one connection attempt, a short timeout) and
-raises `BrokerUnavailable`, so a page can say "unavailable" instead of hanging.
+answers. Every call fails fast (one connection attempt, BROKER_CONNECT_TIMEOUT to
+connect, BROKER_SOCKET_TIMEOUT or the caller's `timeout_s` for an answer) and raises
+`BrokerUnavailable`, so a page can say "unavailable" instead of hanging.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from predictions.models import Job
 from webapp.celery import app
 from workers.config import pick_queue
 
-DEFAULT_TIMEOUT_S = 2.0
-# One connection attempt: a page or a scrape is no place to wait for a broker.
-_FAIL_FAST = {"max_retries": 0}
+
+def _fail_fast(reply_wait_s: float) -> dict[str, float]:
+    """Transport options for an inspection: one connection attempt, reads that outlast the
+    wait for replies (kombu polls for them with a 1 s BRPOP), then the usual time limit."""
+    return {"max_retries": 0, "socket_timeout": reply_wait_s + settings.BROKER_SOCKET_TIMEOUT}
 
 
 class BrokerUnavailable(Exception):
@@ -51,15 +54,18 @@ def known_queues() -> list[str]:
     return sorted(configured | set(waiting[:50]))
 
 
-def client(timeout_s: float = DEFAULT_TIMEOUT_S) -> redis.Redis:
+def client(timeout_s: float | None = None) -> redis.Redis:
     """A Redis client on the Celery broker, with the same TLS options and short timeouts."""
     tls = app.conf.broker_use_ssl or {}
     return redis.Redis.from_url(
-        app.conf.broker_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, **tls
+        app.conf.broker_url,
+        socket_connect_timeout=settings.BROKER_CONNECT_TIMEOUT,
+        socket_timeout=timeout_s or settings.BROKER_SOCKET_TIMEOUT,
+        **tls,
     )
 
 
-def ping(timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+def ping(timeout_s: float | None = None) -> None:
     """Return when the broker answers a PING; raise BrokerUnavailable otherwise."""
     connection = client(timeout_s)
     try:
@@ -75,7 +81,7 @@ def _priority_lists(queue: str) -> list[str]:
     return [queue if step == 0 else f"{queue}{Channel.sep}{step}" for step in PRIORITY_STEPS]
 
 
-def queue_depths(queues: Iterable[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, int]:
+def queue_depths(queues: Iterable[str], timeout_s: float | None = None) -> dict[str, int]:
     """Return the messages waiting in each queue, counting every priority list."""
     queues = list(queues)
     connection = client(timeout_s)
@@ -93,13 +99,14 @@ def queue_depths(queues: Iterable[str], timeout_s: float = DEFAULT_TIMEOUT_S) ->
     return {queue: sum(lengths[i * step : (i + 1) * step]) for i, queue in enumerate(queues)}
 
 
-def worker_queues(timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, list[str]]:
+def worker_queues(timeout_s: float | None = None) -> dict[str, list[str]]:
     """Ask every worker which queues it consumes; return worker name -> queue names."""
+    wait_s = timeout_s or settings.BROKER_SOCKET_TIMEOUT
     try:
         with app.connection_for_write(
-            transport_options=_FAIL_FAST, connect_timeout=timeout_s
+            transport_options=_fail_fast(wait_s), connect_timeout=settings.BROKER_CONNECT_TIMEOUT
         ) as connection:
-            replies = app.control.inspect(timeout=timeout_s, connection=connection).active_queues()
+            replies = app.control.inspect(timeout=wait_s, connection=connection).active_queues()
     except Exception as exc:  # kombu raises many kinds for an unreachable broker
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
     return {
@@ -107,14 +114,15 @@ def worker_queues(timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, list[str]]:
     }
 
 
-def worker_infos(timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, WorkerInfo]:
+def worker_infos(timeout_s: float | None = None) -> dict[str, WorkerInfo]:
     """Return each worker's `worker_info` answer (role, queues, model version) by name."""
+    wait_s = timeout_s or settings.BROKER_SOCKET_TIMEOUT
     try:
         with app.connection_for_write(
-            transport_options=_FAIL_FAST, connect_timeout=timeout_s
+            transport_options=_fail_fast(wait_s), connect_timeout=settings.BROKER_CONNECT_TIMEOUT
         ) as connection:
             answers = app.control.broadcast(
-                "worker_info", reply=True, timeout=timeout_s, connection=connection
+                "worker_info", reply=True, timeout=wait_s, connection=connection
             )
     except Exception as exc:  # kombu raises many kinds for an unreachable broker
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc

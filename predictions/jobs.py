@@ -68,7 +68,11 @@ def earlier_job_for_same_image(patient: Patient, sha256: str) -> Job | None:
 
 
 def queue_job(scan: Scan, device: str | None = None) -> Job:
-    """Create a job for `scan` and send it once the transaction commits."""
+    """Create a job for `scan` and send it once the transaction commits.
+
+    The job is accepted whatever the broker does: while the broker is unreachable it
+    waits in the database (`awaiting_dispatch`) and the dispatcher sends it later.
+    """
     job = Job.objects.create(scan=scan, queue=broker.queue_for(device))
     dispatch.enqueue(job)
     return job
@@ -181,7 +185,7 @@ def _gave_up_reason(job: Job) -> str:
 def _requeue(job: Job) -> int:
     with transaction.atomic():
         updated = Job.objects.filter(pk=job.pk, status=job.status).update(
-            status=Job.Status.QUEUED, queued_at=timezone.now()
+            status=Job.Status.QUEUED, queued_at=timezone.now(), dispatched_at=None
         )
         if updated:
             log.warning("requeueing stale job %s (was %s)", job.public_id, job.status)

@@ -30,6 +30,11 @@ LABEL_WORDS = {
     "pituitary": "Pituitary tumour",
 }
 LABEL_CHOICES = [(label, LABEL_WORDS.get(label, label)) for label in LABELS]
+# What the API and the portal say about a job that waits for the broker (`awaiting_dispatch`).
+AWAITING_DISPATCH_NOTE = (
+    "Accepted and queued, but the job broker is unreachable or slow: the job waits in the "
+    "database and is sent to a worker within seconds of the broker answering again."
+)
 FAILURE_CODE_CHOICES = [(code.value, code.value.replace("_", " ")) for code in FailureCode]
 
 
@@ -191,6 +196,10 @@ class JobQuerySet(models.QuerySet["Job"]):
     def unfinished(self) -> JobQuerySet:
         return self.filter(status__in=Job.UNFINISHED)
 
+    def awaiting_dispatch(self) -> JobQuerySet:
+        """Queued jobs not (or no longer) handed to the broker: the dispatcher sends these."""
+        return self.filter(status=Job.Status.QUEUED, dispatched_at__isnull=True)
+
     def stale(
         self, queued_for: timedelta, running_for: timedelta, now: datetime | None = None
     ) -> JobQuerySet:
@@ -226,6 +235,9 @@ class Job(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)
     queued_at = models.DateTimeField(default=timezone.now)
+    # When the job was last handed to the broker; empty while the broker was unreachable,
+    # so the dispatcher (`sweep_jobs --loop`) knows to send it once the broker is back.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -233,7 +245,15 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created"]
-        indexes = [models.Index(fields=["status", "queued_at"])]
+        indexes = [
+            models.Index(fields=["status", "queued_at"]),
+            # The dispatcher asks for these every few seconds; normally there are none.
+            models.Index(
+                fields=["queued_at"],
+                condition=Q(status="queued", dispatched_at__isnull=True),
+                name="job_awaiting_dispatch",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"job {self.public_id} ({self.status})"
@@ -241,6 +261,11 @@ class Job(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+    @property
+    def awaiting_dispatch(self) -> bool:
+        """Queued, but the broker was down: it waits in the database, not yet in a queue."""
+        return self.status == self.Status.QUEUED and self.dispatched_at is None
 
     @property
     def can_retry(self) -> bool:
@@ -351,3 +376,24 @@ class WorkerModelState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker}: {self.serving or 'no model'}"
+
+
+class BrokerStatus(models.Model):
+    """The broker and its workers as the sweeper last saw them (one row).
+
+    Pages read this instead of asking the broker, so a broker that is down or frozen
+    never makes a page wait; `checked_at` says how old the picture is.
+    """
+
+    checked_at = models.DateTimeField()
+    reachable = models.BooleanField()
+    error = models.TextField(blank=True)
+    # Queue name -> messages waiting; worker names answering a ping. Empty when unreachable.
+    queue_depths = models.JSONField(default=dict)
+    workers = models.JSONField(default=list)
+
+    class Meta:
+        verbose_name_plural = "broker status"
+
+    def __str__(self) -> str:
+        return f"broker {'reachable' if self.reachable else 'unreachable'} at {self.checked_at}"

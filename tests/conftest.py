@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 _LOCAL_REDIS = pytest.StashKey[Any]()
+
+
+@pytest.fixture(autouse=True)
+def broker_not_known_down() -> Iterator[None]:
+    """Forget a failed send after each test, so the next one's requests try the broker again."""
+    yield
+    if dispatch := sys.modules.get("predictions.dispatch"):
+        dispatch._broker_down_until = 0.0  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

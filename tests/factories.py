@@ -3,6 +3,7 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
+from django.utils import timezone
 
 from predictions.models import Job, Membership, Organisation, Patient, Prediction, Scan
 from tests.images import png_bytes
@@ -62,6 +63,8 @@ class JobFactory(factory.django.DjangoModelFactory):
 
     scan = factory.SubFactory(ScanFactory)
     queue = "inference"
+    # Handed to the broker, as almost every job is; None makes one that waits for dispatch.
+    dispatched_at = factory.LazyFunction(timezone.now)
 
 
 class PredictionFactory(factory.django.DjangoModelFactory):

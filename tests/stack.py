@@ -9,13 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import requests
 
 from webapp.local_redis import free_port, port_is_open
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTED = re.compile(r"^\[runstack\] started ([\w-]+) \(pid (\d+)\)$", re.MULTILINE)
+WATCHDOG = re.compile(r"^\[runstack\] watchdog pid (\d+)$", re.MULTILINE)
 
 
 class RunningStack:
@@ -64,6 +68,18 @@ class RunningStack:
         os.killpg(self.process.pid, signal.SIGINT)
         return self.process.wait(timeout=timeout_s)
 
+    def watchdog_pid(self) -> int:
+        """The pid of `webapp.stack_watchdog`, which stops the services if the launcher dies."""
+        found = WATCHDOG.search(self.log())
+        if found is None:
+            raise KeyError("watchdog")
+        return int(found.group(1))
+
+    def kill(self, timeout_s: float = 60) -> int:
+        """SIGKILL the launcher alone: it gets no chance to stop anything itself."""
+        self.process.kill()
+        return self.process.wait(timeout=timeout_s)
+
     def terminate(self, timeout_s: float = 60) -> int:
         """SIGTERM to the launcher alone, as a service manager or `kill` would send."""
         self.process.terminate()
@@ -108,3 +124,45 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
+
+
+class HealthWatch:
+    """Ask /healthz every 0.2 s in a thread; keep every answer that was not a quick 200.
+
+    A request that takes longer than `timeout_s` counts as a failure; `slowest_s` is
+    the longest answer, and `down_s` the time from the first failure to the last.
+    """
+
+    def __init__(self, site_url: str, timeout_s: float = 5.0) -> None:
+        self.url, self.timeout_s = f"{site_url}/healthz", timeout_s
+        self.failures: list[object] = []
+        self.answers, self.slowest_s = 0, 0.0
+        self.first_failure: float | None = None
+        self.last_failure: float | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self) -> None:
+        while not self.done.wait(0.2):
+            started = time.monotonic()
+            try:
+                status: object = requests.get(self.url, timeout=self.timeout_s).status_code
+            except requests.RequestException as exc:
+                status = repr(exc)
+            self.answers += 1
+            self.slowest_s = max(self.slowest_s, time.monotonic() - started)
+            if status != 200:
+                self.failures.append(status)
+                self.first_failure = self.first_failure or started
+                self.last_failure = time.monotonic()
+
+    @property
+    def down_s(self) -> float:
+        if self.first_failure is None or self.last_failure is None:
+            return 0.0
+        return self.last_failure - self.first_failure
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(timeout=10)

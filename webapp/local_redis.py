@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -43,14 +44,19 @@ def free_port() -> int:
 
 
 def start_redis(
-    port: int, log_file: Path | None = None, *, own_session: bool = False
+    port: int,
+    log_file: Path | None = None,
+    *,
+    own_session: bool = False,
+    extra_args: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     """Start Redis on 127.0.0.1:`port` and wait until it accepts connections.
 
-    `own_session` puts it in a process group of its own, out of reach of a terminal's Ctrl-C.
+    `own_session` puts it in a process group of its own, out of reach of a terminal's Ctrl-C;
+    `extra_args` (later options win) can keep data on disk, for tests that restart it.
     """
     command = [redis_executable(), "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+    command += ["--save", "", "--appendonly", "no", "--daemonize", "no", *extra_args]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     process = subprocess.Popen(
         command, stdout=output, stderr=subprocess.STDOUT, start_new_session=own_session

@@ -10,7 +10,9 @@ signal while it shuts its thread pool down deadlocks (CPython issue #121649). On
 or SIGTERM the launcher sends one SIGTERM to each service's main process, waits
 `RUNSTACK_GRACE_S` (15 s), then SIGKILLs whatever is left in the service's group. A
 service that exits on its own is restarted with back-off; one that keeps exiting soon
-after it starts stops the whole stack.
+after it starts stops the whole stack. If the launcher itself dies (even by SIGKILL),
+`webapp.stack_watchdog`, a process of its own that this launcher keeps informed,
+stops every service the same way.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ STABLE_S, MAX_QUICK_EXITS = 60.0, 5
 
 def main() -> int:
     signals = Signals()
+    WATCHDOG.start()
     VAR.mkdir(exist_ok=True)
     env = stack_environment()
     services: list[Service] = []
@@ -87,6 +90,36 @@ class Signals:
         self.count += 1
 
 
+class Watchdog:
+    """The launcher's end of the pipe to `webapp.stack_watchdog`: which groups to stop."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        # A session of its own, so neither a Ctrl-C nor the launcher's death reaches it.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "webapp.stack_watchdog", str(GRACE_S)],
+            cwd=ROOT, stdin=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        say(f"watchdog pid {self.process.pid}")
+
+    def watch(self, pgid: int) -> None:
+        self._tell(f"+{pgid}")
+
+    def forget(self, pgid: int) -> None:
+        self._tell(f"-{pgid}")
+
+    def _tell(self, line: str) -> None:
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.write(line + "\n")
+                self.process.stdin.flush()
+
+
+WATCHDOG = Watchdog()
+
+
 @dataclass
 class Service:
     """One service: its command, its current process, and its record of restarts."""
@@ -101,6 +134,7 @@ class Service:
 
     def start(self) -> None:
         self.process = self.launch()
+        WATCHDOG.watch(self.process.pid)
         self.started_at, self.restart_at = time.monotonic(), None
         say(f"started {self.name} (pid {self.process.pid})")
 
@@ -129,6 +163,8 @@ class Service:
         code = self.process.wait()
         if not wait_group_gone(self.process.pid, timeout_s=10):
             say(f"{self.name}: processes of group {self.process.pid} outlived SIGKILL")
+        else:
+            WATCHDOG.forget(self.process.pid)
         return code
 
     def schedule_restart(self, code: int, now: float) -> bool:
@@ -213,7 +249,7 @@ def app_services(env: dict[str, str]) -> list[Service]:
                    "-I", "workers.control", "-Q", ",".join(local_queues(env)),
                    "-c", concurrency, "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
-        "sweeper": [python, "manage.py", "sweep_jobs", "--loop", "--interval", "30"],
+        "sweeper": [python, "manage.py", "sweep_jobs", "--loop"],
         # Sends finished DICOM studies' results to each organisation's PACS (docs/pacs.md).
         "pacs-sender": [python, "manage.py", "send_pacs_results", "--loop", "--interval", "5"],
     }  # fmt: skip

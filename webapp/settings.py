@@ -75,16 +75,42 @@ TEMPLATES = [
     },
 ]
 
+
+def postgres_timeouts(connect_s: int, statement_s: float) -> dict[str, object]:
+    """libpq options: a connect limit, a statement limit, and the same limit on a silent link.
+
+    The statement limit is enforced by the server; `tcp_user_timeout` also drops a
+    connection whose data the server has not acknowledged for that long (a cut network).
+    """
+    options: dict[str, object] = {"connect_timeout": connect_s}
+    if statement_s:
+        milliseconds = int(statement_s * 1000)
+        options["options"] = f"-c statement_timeout={milliseconds}"
+        options["tcp_user_timeout"] = milliseconds
+    return options
+
+
 DATABASES = {
     "default": dj_database_url.parse(
         env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        # A kept connection the database dropped (restart, cut) is replaced, not failed on.
+        conn_health_checks=True,
     )
 }
+# Time limits on every database call, so a stalled database cannot hold a request (or a
+# web server thread) for ever: seconds to connect, and seconds a statement may run (0: none).
+DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+DATABASE_STATEMENT_TIMEOUT = env_float("DATABASE_STATEMENT_TIMEOUT", 30.0, minimum=0.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, the sweeper and the tests write concurrently: wait for the
     # lock instead of failing with "database is locked".
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        **postgres_timeouts(DATABASE_CONNECT_TIMEOUT, DATABASE_STATEMENT_TIMEOUT),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -152,6 +178,12 @@ WORKER_SECRET = env_secret("WORKER_SECRET", required=not DEBUG) or "insecure-deb
 JOB_QUEUED_TIMEOUT = env_int("JOB_QUEUED_TIMEOUT", 600, minimum=1)
 JOB_RUNNING_TIMEOUT = env_int("JOB_RUNNING_TIMEOUT", 600, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+# The sweeper (`sweep_jobs --loop`) sends jobs that waited for the broker every
+# JOB_DISPATCH_INTERVAL seconds, and looks for stale jobs every JOB_SWEEP_INTERVAL.
+JOB_DISPATCH_INTERVAL = env_float("JOB_DISPATCH_INTERVAL", 2.0, minimum=0.1)
+JOB_SWEEP_INTERVAL = env_float("JOB_SWEEP_INTERVAL", 30.0, minimum=1.0)
+# ... and stores what the broker says (queue depths, workers) for the dashboard this often.
+BROKER_STATUS_INTERVAL = env_float("BROKER_STATUS_INTERVAL", 10.0, minimum=1.0)
 LOW_CONFIDENCE_THRESHOLD = env_float("LOW_CONFIDENCE_THRESHOLD", 0.7)
 # Where the portal's dashboard links to Flower (behind its own basic auth); empty: no link.
 FLOWER_URL = env_str("FLOWER_URL", "")
@@ -161,6 +193,11 @@ INFERENCE_QUEUE = inference_queue()
 # Jobs go to the GPU queue (INFERENCE_QUEUE) unless DEFAULT_DEVICE or the request says cpu.
 CPU_QUEUE = cpu_queue()
 DEFAULT_DEVICE = default_device()
+
+# The broker, from the site: seconds to connect and to wait for any answer. A frozen Redis
+# accepts connections and then never answers, so the read limit matters as much.
+BROKER_CONNECT_TIMEOUT = env_float("BROKER_CONNECT_TIMEOUT", 1.0, minimum=0.1)
+BROKER_SOCKET_TIMEOUT = env_float("BROKER_SOCKET_TIMEOUT", 1.0, minimum=0.1)
 
 # Operations: GET /metrics needs "Authorization: Bearer <METRICS_TOKEN>"; with no token set
 # it answers only direct requests from the loopback address (see docs/operations.md).

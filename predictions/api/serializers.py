@@ -15,6 +15,7 @@ from rest_framework import serializers
 from predictions.identity import checked_identifier
 from predictions.images import inspect_upload
 from predictions.models import (
+    AWAITING_DISPATCH_NOTE,
     FAILURE_CODE_CHOICES,
     LABELS,
     Job,
@@ -86,6 +87,7 @@ class JobSerializer(serializers.ModelSerializer):
     started = serializers.DateTimeField(source="started_at", read_only=True)
     finished = serializers.DateTimeField(source="finished_at", read_only=True)
     result = serializers.SerializerMethodField()
+    awaiting_dispatch = serializers.BooleanField(read_only=True, help_text=AWAITING_DISPATCH_NOTE)
 
     class Meta:
         model = Job
@@ -93,6 +95,7 @@ class JobSerializer(serializers.ModelSerializer):
             "id",
             "url",
             "status",
+            "awaiting_dispatch",
             "scan",
             "patient",
             "created",
@@ -120,9 +123,11 @@ class JobSummarySerializer(serializers.ModelSerializer):
         view_name="api:job-detail", lookup_field="public_id", lookup_url_kwarg="pk"
     )
 
+    awaiting_dispatch = serializers.BooleanField(read_only=True)
+
     class Meta:
         model = Job
-        fields = ["id", "status", "url"]
+        fields = ["id", "status", "awaiting_dispatch", "url"]
 
 
 class ScanSubmissionSerializer(serializers.Serializer):

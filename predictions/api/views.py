@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
@@ -13,7 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.serializers import BaseSerializer
+from rest_framework.serializers import BaseSerializer, CharField
 
 from dicom import api as dicom_api
 from dicom.uploads import is_dicom_file
@@ -28,7 +30,7 @@ from predictions.api.serializers import (
     ScanSubmissionSerializer,
 )
 from predictions.audit_hook import audit
-from predictions.models import Job, Patient, Scan, organisation_of
+from predictions.models import AWAITING_DISPATCH_NOTE, Job, Patient, Scan, organisation_of
 
 
 class PatientViewSet(
@@ -64,7 +66,13 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
     @extend_schema(
         request={"multipart/form-data": ScanSubmissionSerializer},
         responses={
-            202: inline_serializer("Submission", {"job": JobSummarySerializer()}),
+            202: inline_serializer(
+                "Submission",
+                {
+                    "job": JobSummarySerializer(),
+                    "detail": CharField(required=False, help_text=AWAITING_DISPATCH_NOTE),
+                },
+            ),
             409: inline_serializer(
                 "Duplicate",
                 {"detail": serializers.CharField(), "job": JobSummarySerializer()},
@@ -94,7 +102,9 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
             data.get("device"),
             original_name=data["image"].name or "",
         )
-        body = {"job": JobSummarySerializer(job, context={"request": request}).data}
+        body: dict[str, Any] = {"job": JobSummarySerializer(job, context={"request": request}).data}
+        if job.awaiting_dispatch:
+            body["detail"] = AWAITING_DISPATCH_NOTE
         return Response(
             body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["job"]["url"])}
         )

@@ -31,6 +31,7 @@ LATENCY_BUCKETS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 class JobCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         yield self.jobs_by_status()
+        yield self.awaiting_dispatch()
         yield from self.queues()
         yield self.latency()
         yield self.failures()
@@ -54,6 +55,14 @@ class JobCollector(Collector):
         for state in WorkerModelState.objects.all():
             current = bool(state.wanted) and state.serving == state.wanted and not state.error
             family.add_metric([state.worker, state.serving, state.wanted], int(current))
+        return family
+
+    def awaiting_dispatch(self) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "mri_jobs_awaiting_dispatch",
+            "Queued jobs waiting in the database for an unreachable broker.",
+        )
+        family.add_metric([], Job.objects.awaiting_dispatch().count())
         return family
 
     def queues(self) -> Iterator[GaugeMetricFamily]:

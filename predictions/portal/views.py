@@ -3,7 +3,6 @@ organisation, so another clinic's patient, scan or job is a 404 that reveals not
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import uuid
 from datetime import datetime
@@ -34,10 +33,11 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from dicom import portal as dicom_portal
 from dicom.uploads import is_dicom_file
-from predictions import broker, corrections, jobs, reviews, thumbnails
+from predictions import broker, broker_status, corrections, jobs, reviews, thumbnails
 from predictions.audit_hook import audit
 from predictions.identity import find_patient
 from predictions.models import (
+    AWAITING_DISPATCH_NOTE,
     LABEL_WORDS,
     LABELS,
     Job,
@@ -59,14 +59,11 @@ from predictions.portal.forms import (
 )
 from workers.contracts import FailureCode
 
-log = logging.getLogger(__name__)
-
 PATIENTS_PER_PAGE = 25
 WORKLIST_PER_PAGE = 25
 SCANS_PER_PAGE = 25
 # Failures that are the model's answer about the image, shown as an outcome, not an error.
 OUTCOME_WORDS = {FailureCode.NOT_BRAIN_MRI: "Not a brain MRI slice"}
-DASHBOARD_TIMEOUT_S = 1.0
 
 
 def _organisation(request: HttpRequest) -> Organisation:
@@ -115,6 +112,7 @@ class JobState(TypedDict):
     outcome: str | None
     can_retry: bool
     error: str
+    note: str
     url: str
     scan_image_url: str
     answer_hidden: bool
@@ -148,6 +146,7 @@ def job_state(job: Job, answer_hidden: bool = False) -> JobState:
         "outcome": outcome,
         "can_retry": job.can_retry,
         "error": job.error,
+        "note": AWAITING_DISPATCH_NOTE if job.awaiting_dispatch else "",
         "url": reverse("portal:job", args=[job.public_id]),
         "scan_image_url": reverse("portal:scan-image", args=[job.scan.public_id]),
         "answer_hidden": answer_hidden,
@@ -166,38 +165,26 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     for row in todays.exclude(answered).values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
     queue = broker.queue_for()
+    # The sweeper's last picture of the broker: the page never waits on the broker itself.
+    seen = broker_status.latest()
+    reachable = seen if seen is not None and seen.reachable else None
     context = {
         "counts": list(counts.items()),
         "queue": queue,
-        "queue_length": _queue_length(queue),
-        "workers": _workers_online(),
-        "failures": visible.filter(status=Job.Status.FAILED).exclude(
-            failure_code__in=list(OUTCOME_WORDS)
-        )[:10],
+        "queue_length": reachable.queue_depths.get(queue) if reachable else None,
+        "workers": reachable.workers if reachable else None,
+        "broker_status": seen,
+        "broker_status_stale": seen is not None and broker_status.is_stale(seen),
+        "awaiting_dispatch": Job.objects.awaiting_dispatch().visible_to(request.user).count(),
+        "failures": visible.filter(status=Job.Status.FAILED)
+        .exclude(failure_code__in=list(OUTCOME_WORDS))
+        .select_related("scan__patient")[:10],
         "to_review": visible.filter(status=Job.Status.SUCCEEDED, reviews__isnull=True).count(),
         "refused_today": todays.filter(answered).count(),
         "flower_url": settings.FLOWER_URL,
         "today": today,
     }
     return render(request, "predictions/dashboard.html", context)
-
-
-def _queue_length(queue: str) -> int | None:
-    """Return the messages waiting in `queue`, or None when the broker cannot be asked."""
-    try:
-        return broker.queue_depths([queue], timeout_s=DASHBOARD_TIMEOUT_S)[queue]
-    except broker.BrokerUnavailable:
-        log.warning("queue length unavailable", exc_info=True)
-        return None
-
-
-def _workers_online() -> list[str] | None:
-    """Return the names of workers answering, or None when the broker cannot be asked."""
-    try:
-        return sorted(broker.worker_queues(timeout_s=DASHBOARD_TIMEOUT_S))
-    except broker.BrokerUnavailable:
-        log.warning("workers unavailable", exc_info=True)
-        return None
 
 
 @login_required

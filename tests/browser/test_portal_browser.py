@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from predictions import broker_status
 from predictions.models import Job, Review
 from tests.factories import UserFactory
 from tests.images import jpeg_bytes, png_bytes
@@ -116,6 +117,7 @@ def test_a_clinician_uploads_watches_results_and_corrects_a_label(
     review = Review.objects.get()
     assert (review.label, review.confirmed, review.reviewed_by) == (corrected, False, user)
 
+    broker_status.refresh()  # what the sweeper does every BROKER_STATUS_INTERVAL
     page.get_by_role("link", name="Dashboard").click()
     expect(page.locator("#workers-online")).to_contain_text(worker.name)
     screenshot("09-dashboard-after")

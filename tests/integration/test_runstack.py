@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import requests
 
 from tests.images import jpeg_bytes
 from tests.integration.conftest import wait_for
-from tests.stack import RunningStack, port_is_free, processes_in_groups
+from tests.stack import HealthWatch, RunningStack, port_is_free, processes_in_groups
 from workers.config import broker_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -71,6 +70,9 @@ def service_processes(stack: RunningStack) -> tuple[set[int], dict[int, str]]:
 
 
 def assert_nothing_left(stack: RunningStack, groups: set[int], seen: dict[int, str]) -> None:
+    # The watchdog exits too, once it finds (or leaves) every group empty.
+    watchdog = stack.watchdog_pid()
+    wait_for(lambda: not processes_in_groups({watchdog}), 60, "the watchdog to exit")
     left = processes_in_groups(groups | {stack.process.pid})
     assert not left, f"still running after the stop: {left}\nseen while running: {seen}"
     assert port_is_free(stack.web_port), f"port {stack.web_port} is still taken"
@@ -87,28 +89,14 @@ def test_the_stack_classifies_a_scan_and_ctrl_c_leaves_nothing_running(
     assert_nothing_left(stack, groups, seen)
 
 
-class HealthWatch:
-    """Ask /healthz every 0.2 s in a thread and keep every answer that was not a 200."""
+def test_a_sigkilled_launcher_leaves_nothing_running(stack: RunningStack) -> None:
+    groups, seen = service_processes(stack)
 
-    def __init__(self, site_url: str) -> None:
-        self.url, self.failures, self.answers = f"{site_url}/healthz", [], 0
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.watch, daemon=True)
-        self.thread.start()
-
-    def watch(self) -> None:
-        while not self.done.wait(0.2):
-            try:
-                status: object = requests.get(self.url, timeout=5).status_code
-            except requests.RequestException as exc:
-                status = repr(exc)
-            self.answers += 1
-            if status != 200:
-                self.failures.append(status)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.thread.join(timeout=10)
+    assert stack.kill() == -signal.SIGKILL
+    # No launcher is left to stop anything: its watchdog does, within the grace period.
+    wait_for(lambda: not processes_in_groups(groups), 60, "the services to stop")
+    assert "[runstack watchdog] the launcher is gone" in stack.log(), stack.log()[-3000:]
+    assert_nothing_left(stack, groups, seen)
 
 
 def test_a_killed_worker_is_restarted_while_the_site_answers_and_sigterm_leaves_nothing(

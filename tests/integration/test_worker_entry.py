@@ -96,7 +96,7 @@ def test_a_worker_started_by_the_entry_point_classifies_a_job(
         )  # fmt: skip
     try:
         wait_for(lambda: " ready." in log_path.read_text(), 180, "the worker to start")
-        job = JobFactory(queue=queue_name)
+        job = JobFactory(queue=queue_name, dispatched_at=None)
         dispatch.enqueue(job)
         wait_for(lambda: Job.objects.get(pk=job.pk).is_finished, 60, "the job to finish")
         job.refresh_from_db()

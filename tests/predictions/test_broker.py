@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.test import Client
 
-from predictions import broker
+from predictions import broker, broker_status
 from webapp.celery import app
 from workers.config import broker_url
 from workers.contracts import TASK_NAME
@@ -47,6 +47,7 @@ def test_the_dashboard_and_metrics_agree_on_the_queue_depth(
 ) -> None:
     send(queue)
     send(queue, priority=9)
+    broker_status.refresh()
     assert portal.get("/").context["queue_length"] == 2
     metrics = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
     assert f'mri_queue_depth{{queue="{queue}"}} 2.0' in metrics

@@ -10,10 +10,11 @@ import pytest
 import time_machine
 from django.core.files.base import ContentFile
 from django.test import Client
+from django.utils.html import escape
 from PIL import Image
 
 from predictions import reviews
-from predictions.models import Job, Review
+from predictions.models import AWAITING_DISPATCH_NOTE, Job, Review
 from tests.factories import JobFactory, PredictionFactory
 
 pytestmark = pytest.mark.django_db
@@ -203,3 +204,18 @@ def test_an_unfinished_job_page_polls_for_its_status(portal: Client, patient: An
     Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED)
     finished = portal.get(f"/jobs/{job.public_id}/badge/", HTTP_HX_REQUEST="true")
     assert finished["HX-Refresh"] == "true", "htmx reloads the page to show the result"
+
+
+def test_a_job_waiting_for_the_broker_says_so_on_its_page_and_in_the_status_poll(
+    portal: Client, patient: Any
+) -> None:
+    waiting = JobFactory(scan__patient=patient, dispatched_at=None)
+    sent = JobFactory(scan__patient=patient)
+    note = escape(AWAITING_DISPATCH_NOTE)
+    assert note in portal.get(f"/jobs/{waiting.public_id}/").content.decode()
+    assert note not in portal.get(f"/jobs/{sent.public_id}/").content.decode()
+    polled = portal.get("/jobs/status/", {"id": [waiting.public_id, sent.public_id]}).json()
+    notes = {job["id"]: job["note"] for job in polled["jobs"]}
+    assert notes == {str(waiting.public_id): AWAITING_DISPATCH_NOTE, str(sent.public_id): ""}
+    patient_page = portal.get(f"/patients/{patient.public_id}/").content.decode()
+    assert patient_page.count(note) == 1

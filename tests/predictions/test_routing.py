@@ -52,6 +52,7 @@ def test_a_submission_is_sent_to_the_queue_of_its_device(
         TASK_NAME,
         kwargs={"job_id": str(job.public_id), "contract_version": CONTRACT_VERSION},
         queue=queues[expected],
+        retry=False,
     )
 
 

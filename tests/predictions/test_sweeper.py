@@ -75,3 +75,24 @@ def test_the_command_reports_what_it_did(db: None, sent: Any, capsys: Any) -> No
     JobFactory(status=Job.Status.RUNNING, started_at=ago(200), attempts=3)
     call_command("sweep_jobs")
     assert "0 requeued, 1 failed" in capsys.readouterr().out
+
+
+def test_the_command_sends_jobs_that_waited_for_the_broker(
+    db: None, sent: Any, capsys: Any
+) -> None:
+    waiting = JobFactory(dispatched_at=None)
+    JobFactory()  # already handed to the broker
+    call_command("sweep_jobs")
+    assert "dispatch: 1 sent after waiting for the broker" in capsys.readouterr().out
+    [(job, _claimed_at), _] = sent.call_args
+    assert job.pk == waiting.pk
+
+
+def test_a_requeued_job_is_claimed_again_before_it_is_sent(
+    db: None, sent: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    job = JobFactory(status=Job.Status.RUNNING, started_at=ago(200), attempts=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        jobs.sweep()
+    job.refresh_from_db()
+    assert job.dispatched_at is not None and job.dispatched_at > ago(5)
