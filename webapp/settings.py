@@ -6,12 +6,13 @@ key unless DEBUG is on, so a forgotten variable cannot expose patient data.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
 from workers.config import cpu_queue, default_device, inference_queue
-from workers.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from workers.env import env_bool, env_float, env_int, env_list, env_rate, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -33,6 +34,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "axes",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -50,6 +52,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -89,6 +93,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# The lockout check runs first and refuses a locked-out login before any password is tried.
+AUTHENTICATION_BACKENDS = [
+    "predictions.security.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -153,11 +162,44 @@ METRICS_TOKEN = env_secret("METRICS_TOKEN", required=False)
 READYZ_WORKER_TIMEOUT = env_float("READYZ_WORKER_TIMEOUT", 1.0)
 READYZ_REQUIRE_WORKER = env_bool("READYZ_REQUIRE_WORKER", True)
 
+# Brute force (docs/operations.md): the client's address is REMOTE_ADDR unless proxies in
+# front append it to X-Forwarded-For; say how many (1 behind the compose file's nginx).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Portal and admin logins (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one user
+# from one address lock that pair out for LOGIN_LOCKOUT_MINUTES; a success resets the count.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "predictions.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "predictions.security.lockout_response"
+# Wrong API tokens and worker secrets per address within AUTH_FAILURE_WINDOW_S seconds.
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 10, minimum=1)
+WORKER_AUTH_FAILURE_LIMIT = env_int("WORKER_AUTH_FAILURE_LIMIT", 10, minimum=1)
+AUTH_FAILURE_WINDOW_S = env_int("AUTH_FAILURE_WINDOW_S", 300, minimum=1)
+# Counters every web process shares: a table in the database the site already needs.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "security": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "security_cache",
+    },
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "predictions.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "predictions.security.ApiUserThrottle",
+        "predictions.security.ApiAddressThrottle",
+    ],
+    # DRF's rate syntax (requests/second|minute|hour|day); "off" lifts a limit.
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("API_THROTTLE_USER", "1000/minute"),
+        "ip": env_rate("API_THROTTLE_IP", "2000/minute"),
+    },
     "DEFAULT_PERMISSION_CLASSES": ["predictions.api.permissions.IsOrganisationMember"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 50, minimum=1),
