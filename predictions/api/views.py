@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
@@ -15,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from predictions import jobs
+from predictions import audit, jobs
 from predictions.api.filters import JobFilter, PatientFilter
 from predictions.api.serializers import (
     JobSerializer,
@@ -24,16 +26,57 @@ from predictions.api.serializers import (
     ScanSerializer,
     ScanSubmissionSerializer,
 )
-from predictions.models import Job, Patient, Scan, organisation_of
+from predictions.audit import AuditedObject
+from predictions.models import AuditEvent, Job, Patient, Scan, organisation_of
+
+Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
+
+
+class AuditedViewSet(viewsets.GenericViewSet):
+    """Record every access to patient data the viewset serves (see `predictions.audit`).
+
+    `audit_actions` maps the viewset's actions to audit actions; the object is the one
+    `get_object()` found or the one an action created (`self.audited`). A lookup refused
+    with 403 or 404 is recorded as denied, with the id that was asked for.
+    """
+
+    audit_actions: dict[str, str] = {}
+    audited: AuditedObject | None = None
+
+    def get_object(self) -> Any:
+        self.audited = super().get_object()
+        return self.audited
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        action = self.audit_actions.get(self.action or "")
+        served = response.status_code < 400
+        refused = response.status_code in (403, 404)
+        # The status first: after a failed authentication, reading request.user retries it.
+        if action is None or not (served or refused) or not request.user.is_authenticated:
+            return response
+        if served:
+            audit.record(request, action, self.audited)
+        else:
+            denied = str(kwargs.get("pk", ""))
+            audit.record(request, action, outcome=Outcome.DENIED, object_id=denied)
+        return response
 
 
 class PatientViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    AuditedViewSet,
 ):
     serializer_class = PatientSerializer
+    audit_actions = {
+        "list": Action.LIST_PATIENTS,
+        "retrieve": Action.VIEW_PATIENT,
+        "create": Action.CREATE_PATIENT,
+    }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
     filter_backends = [DjangoFilterBackend]
@@ -43,13 +86,19 @@ class PatientViewSet(
         return Patient.objects.filter(organisation=organisation_of(self.request.user))
 
     def perform_create(self, serializer: BaseSerializer[Patient]) -> None:
-        serializer.save(
+        self.audited = serializer.save(
             organisation=organisation_of(self.request.user), created_by=self.request.user
         )
 
 
-class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewSet):
     serializer_class = ScanSerializer
+    audit_actions = {
+        "list": Action.LIST_SCANS,
+        "retrieve": Action.VIEW_SCAN,
+        "create": Action.SUBMIT_SCAN,
+        "image": Action.VIEW_SCAN_IMAGE,
+    }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
 
@@ -70,6 +119,7 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
         job = jobs.submit_scan(
             data["patient"], data["image"], data["facts"], request.user, data.get("device")
         )
+        self.audited = job
         body = {"job": JobSummarySerializer(job, context={"request": request}).data}
         return Response(
             body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["job"]["url"])}
@@ -82,8 +132,14 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
         return FileResponse(scan.image.open("rb"), content_type=scan.content_type)
 
 
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
+class JobViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewSet):
     serializer_class = JobSerializer
+    audit_actions = {
+        "list": Action.LIST_RESULTS,
+        "retrieve": Action.VIEW_RESULT,
+        "heatmap": Action.VIEW_HEATMAP,
+        "retry": Action.RETRY,
+    }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
     filter_backends = [DjangoFilterBackend]
@@ -109,6 +165,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
             job = jobs.retry(self.get_object())
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        self.audited = job
         url = request.build_absolute_uri(reverse("api:job-detail", args=[job.public_id]))
         body = JobSummarySerializer(job, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})

@@ -7,27 +7,38 @@ import logging
 import tempfile
 import uuid
 from datetime import datetime
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from predictions import broker, jobs, reviews
-from predictions.models import LABELS, Job, Organisation, Patient, Prediction, Scan, organisation_of
+from predictions import audit, broker, jobs, reviews
+from predictions.models import (
+    LABELS,
+    AuditEvent,
+    Job,
+    Organisation,
+    Patient,
+    Prediction,
+    Scan,
+    organisation_of,
+)
 from predictions.portal.forms import PatientForm, ReviewForm, ScanUploadForm
 from workers.contracts import FailureCode
 
 log = logging.getLogger(__name__)
+Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
+M = TypeVar("M", bound=Patient | Job | Scan)
 
 PATIENTS_PER_PAGE = 25
 STATUS_WORDS = {
@@ -48,8 +59,9 @@ def _organisation(request: HttpRequest) -> Organisation:
     return organisation
 
 
-def _patient(request: HttpRequest, public_id: uuid.UUID) -> Patient:
-    return get_object_or_404(Patient, public_id=public_id, organisation=_organisation(request))
+def _patient(request: HttpRequest, public_id: uuid.UUID, action: str) -> Patient:
+    patients = Patient.objects.filter(organisation=_organisation(request))
+    return _found_or_denied(request, patients, public_id, action)
 
 
 def _jobs(request: HttpRequest) -> QuerySet[Job]:
@@ -59,8 +71,19 @@ def _jobs(request: HttpRequest) -> QuerySet[Job]:
     )
 
 
-def _job(request: HttpRequest, public_id: uuid.UUID) -> Job:
-    return get_object_or_404(_jobs(request), public_id=public_id)
+def _job(request: HttpRequest, public_id: uuid.UUID, action: str) -> Job:
+    return _found_or_denied(request, _jobs(request), public_id, action)
+
+
+def _found_or_denied(
+    request: HttpRequest, rows: QuerySet[M], public_id: uuid.UUID, action: str
+) -> M:
+    """Return the row, or record the refused `action` in the audit log and answer 404."""
+    try:
+        return rows.get(public_id=public_id)
+    except rows.model.DoesNotExist:
+        audit.record(request, action, outcome=Outcome.DENIED, object_id=str(public_id))
+        raise Http404("No such record in your organisation.") from None
 
 
 class JobState(TypedDict):
@@ -169,6 +192,9 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     if query:
         patients = patients.filter(external_id__icontains=query)
     page = Paginator(patients, PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
+    # The search term is an MRN or part of one: the log says a search happened, not for what.
+    detail = f"page {page.number}" + (", searched" if query else "")
+    audit.record(request, Action.LIST_PATIENTS, detail=detail)
     return render(request, "predictions/patient_list.html", {"page": page, "query": query})
 
 
@@ -181,6 +207,7 @@ def patient_create(request: HttpRequest) -> HttpResponse:
         patient = form.save(commit=False)
         patient.organisation, patient.created_by = organisation, request.user
         patient.save()
+        audit.record(request, Action.CREATE_PATIENT, patient)
         messages.success(request, f"Patient {patient.external_id} registered.")
         return redirect("portal:patient", public_id=patient.public_id)
     return render(request, "predictions/patient_form.html", {"form": form})
@@ -189,7 +216,8 @@ def patient_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    patient = _patient(request, public_id)
+    patient = _patient(request, public_id, Action.VIEW_PATIENT)
+    audit.record(request, Action.VIEW_PATIENT, patient)
     patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created")
     context = {
         "patient": patient,
@@ -204,12 +232,13 @@ def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @require_POST
 def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     """Take one file (the page sends each file on its own) and queue a job for it."""
-    patient = _patient(request, public_id)
+    patient = _patient(request, public_id, Action.SUBMIT_SCAN)
     form = ScanUploadForm(files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
     data = form.cleaned_data
     job = jobs.submit_scan(patient, data["image"], data["facts"], request.user)
+    audit.record(request, Action.SUBMIT_SCAN, job)
     return JsonResponse({"job": job_state(job)}, status=202)
 
 
@@ -232,7 +261,8 @@ def _uuid_or_none(raw: str) -> uuid.UUID | None:
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    job = _job(request, public_id)
+    job = _job(request, public_id, Action.VIEW_RESULT)
+    audit.record(request, Action.VIEW_RESULT, job)
     review = getattr(job, "review", None)
     prediction = getattr(job, "prediction", None)
     initial = {"label": review.label if review else getattr(prediction, "label", None)}
@@ -277,7 +307,7 @@ def _timings(job: Job) -> dict[str, float | None]:
 @login_required
 @require_POST
 def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    job = _job(request, public_id)
+    job = _job(request, public_id, Action.REVIEW)
     form = ReviewForm(request.POST)
     if job.status != Job.Status.SUCCEEDED:
         messages.error(request, "Only a finished result can be reviewed.")
@@ -286,6 +316,7 @@ def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
             job, form.cleaned_data["label"], form.cleaned_data["comment"], request.user
         )
         verdict = "confirmed" if review.confirmed else f"corrected to {review.label}"
+        audit.record(request, Action.REVIEW, job, detail=verdict)
         messages.success(request, f"Review saved: {verdict}.")
     else:
         messages.error(request, form.error_text())
@@ -295,12 +326,13 @@ def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_POST
 def job_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    job = _job(request, public_id)
+    job = _job(request, public_id, Action.RETRY)
     try:
         new_job = jobs.retry(job)
     except ValueError as exc:
         messages.error(request, f"This job cannot be retried: {exc}.")
         return redirect("portal:job", public_id=job.public_id)
+    audit.record(request, Action.RETRY, new_job)
     messages.success(request, "The scan was queued again.")
     return redirect("portal:job", public_id=new_job.public_id)
 
@@ -308,18 +340,22 @@ def job_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_GET
 def scan_image(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
-    scan = get_object_or_404(
-        Scan, public_id=public_id, patient__organisation=_organisation(request)
+    scans = Scan.objects.filter(patient__organisation=_organisation(request))
+    scan = _found_or_denied(
+        request, scans.select_related("patient"), public_id, Action.VIEW_SCAN_IMAGE
     )
+    audit.record(request, Action.VIEW_SCAN_IMAGE, scan)
     return _private_file(scan.image.open("rb"), scan.content_type)
 
 
 @login_required
 @require_GET
 def job_heatmap(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
-    prediction = getattr(_job(request, public_id), "prediction", None)
+    job = _job(request, public_id, Action.VIEW_HEATMAP)
+    prediction = getattr(job, "prediction", None)
     if prediction is None or not prediction.heatmap:
         raise Http404("This job has no heat map.")
+    audit.record(request, Action.VIEW_HEATMAP, job)
     return _private_file(prediction.heatmap.open("rb"), "image/png")
 
 
@@ -329,14 +365,18 @@ def _private_file(handle: File, content_type: str) -> FileResponse:
 
 
 @login_required
+@permission_required("predictions.export_data", raise_exception=True)
 @require_GET
 def export_reviewed(request: HttpRequest) -> FileResponse:
-    """Stream the organisation's reviewed scans as a zip of class folders (staff only)."""
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff can export the reviewed data set.")
+    """Stream the organisation's reviewed scans as a zip of class folders.
+
+    Needs the explicit `predictions.export_data` permission: staff status alone (which
+    opens the admin) does not let anyone take every reviewed scan away.
+    """
     # FileResponse closes the file once it has been sent.
     archive = tempfile.TemporaryFile()  # noqa: SIM115
-    reviews.export_to_zip(archive, _organisation(request))
+    count = reviews.export_to_zip(archive, _organisation(request))
+    audit.record(request, Action.EXPORT, detail=f"reviewed scans zip, {count} scans")
     archive.seek(0)
     name = f"reviewed-scans-{timezone.localdate():%Y%m%d}.zip"
     return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
