@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 from workers.config import cpu_queue, default_device, inference_queue
 from workers.env import env_bool, env_float, env_int, env_list, env_rate, env_secret, env_str
@@ -38,11 +39,13 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "predictions",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise, so static files stay cacheable; patient data never is.
     "predictions.middleware.NoStoreMiddleware",
@@ -123,13 +126,42 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# TLS (docs/operations.md, "HTTPS"). SITE_BEHIND_TLS: browsers reach the site over https
+# only; it turns on the redirect, secure cookies and HSTS, each of which can be set alone.
+SITE_BEHIND_TLS = env_bool("SITE_BEHIND_TLS", False)
+# Trust X-Forwarded-Proto: only behind a proxy that sets it on every request (the compose
+# file's nginx does), or a client could claim https.
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 )
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SITE_BEHIND_TLS)
+# Probes and workers call the web container directly, over the private network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^api/v1/internal/"]
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", SITE_BEHIND_TLS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if SITE_BEHIND_TLS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
 X_FRAME_OPTIONS = "DENY"
+# Content Security Policy (django-csp 4), on everywhere: the portal and the admin load
+# their scripts and styles from our own static files only, with no inline code; images
+# may be data: URLs (Swagger UI's icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+    | ({"upgrade-insecure-requests": True} if SITE_BEHIND_TLS else {}),
+}
 
 # Uploads: bytes are checked before Pillow touches the file; pixels before it decodes.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
