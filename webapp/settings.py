@@ -47,6 +47,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Before anything reads the body (CSRF reads the form): oversized or chunked bodies stop here.
+    "predictions.uploads.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise, so static files stay cacheable; patient data never is.
     "predictions.middleware.NoStoreMiddleware",
@@ -166,9 +168,17 @@ CONTENT_SECURITY_POLICY = {
 
 # Uploads: bytes are checked before Pillow touches the file; pixels before it decodes.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
-MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+# 4096 x 4096: several times any MRI slice; a decoded RGB image of that size is 50 MB.
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 4096 * 4096, minimum=1)
+# The largest request body: one image and its form. Bigger ones get 413 before they are read
+# (predictions/uploads.py), and a file part is cut off as soon as it passes MAX_UPLOAD_BYTES.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "predictions.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Workers authenticate to the internal endpoints with this shared secret.
 WORKER_SECRET = env_secret("WORKER_SECRET", required=not DEBUG) or "insecure-debug-worker-secret"

@@ -12,7 +12,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 from rest_framework import serializers
 
-from predictions.images import inspect_upload
+from predictions.images import check_one_image, inspect_upload
 from predictions.models import (
     FAILURE_CODE_CHOICES,
     LABELS,
@@ -143,7 +143,9 @@ class ScanSubmissionSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Add the checked image's facts (`ImageFacts`) as `facts`."""
         upload: UploadedFile = attrs["image"]
+        parts = getattr(self.initial_data, "getlist", lambda name: [upload])("image")
         try:
+            check_one_image(parts)
             attrs["facts"] = inspect_upload(upload, upload.size or 0)
         except DjangoValidationError as exc:
             raise serializers.ValidationError({"image": exc.messages}) from None

@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from predictions.images import inspect_upload
+from predictions.images import check_one_image, inspect_upload
 from predictions.models import LABELS, Organisation, Patient
 from predictions.reviews import COMMENT_MAX_LENGTH
 
@@ -44,6 +44,7 @@ class ScanUploadForm(forms.Form):
         if upload := cleaned.get("image"):
             # Raises ValidationError with exactly the API's messages, on the image field.
             try:
+                check_one_image(self.files.getlist("image"))
                 cleaned["facts"] = inspect_upload(upload, upload.size)
             except ValidationError as exc:
                 self.add_error("image", exc)
