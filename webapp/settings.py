@@ -35,7 +35,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens, stored hashed (SHA-512): a database dump does not give them away.
+    "knox",
     "axes",
     "django_filters",
     "drf_spectacular",
@@ -228,6 +229,19 @@ CACHES = {
         "LOCATION": "security_cache",
     },
 }
+
+# API tokens (django-rest-knox) are sent as "Authorization: Token <key>", as before; they
+# last API_TOKEN_TTL_DAYS days, or for ever with 0 (the default, as DRF's tokens did).
+_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 0, minimum=0)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(days=_TOKEN_TTL_DAYS) if _TOKEN_TTL_DAYS else None,
+}
+
+# Files the site writes (uploaded scans, heat maps) are for its own user alone; the SQLite
+# database too (predictions/apps.py).
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -1,9 +1,10 @@
-"""API token authentication that counts failures per address and refuses past the limit."""
+"""API token authentication: hashed tokens (django-rest-knox), failures counted per address."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from knox.auth import TokenAuthentication
 from rest_framework import authentication, exceptions
 
 if TYPE_CHECKING:
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 from predictions.security import token_failure_limit
 
 
-class ApiTokenAuthentication(authentication.TokenAuthentication):
+class ApiTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`; an address over AUTH_FAILURE_LIMIT failures gets 429.
 
     The check comes before the key is looked up, so a locked-out address learns nothing
@@ -21,7 +22,7 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
 
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        if not header or header[0].lower() != self.authenticate_header(request).lower().encode():
             return None
         limit = token_failure_limit()
         limit.check(request)

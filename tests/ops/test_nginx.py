@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from rest_framework.authtoken.models import Token
 
-from tests.factories import PatientFactory, UserFactory
+from tests.factories import PatientFactory, UserFactory, api_token
 from tests.gunicorn_site import gunicorn_site
 from tests.images import png_bytes
 from webapp.local_redis import free_port, port_is_open
@@ -77,7 +76,7 @@ def front(static_var_dir: Path, tmp_path: Path, transactional_db: None) -> Itera
 def caller(transactional_db: None) -> tuple[dict[str, str], Any]:
     user = UserFactory()
     patient = PatientFactory(organisation=user.membership.organisation, external_id=MRN)
-    return {"Authorization": f"Token {Token.objects.create(user=user).key}"}, patient
+    return {"Authorization": f"Token {api_token(user)}"}, patient
 
 
 def test_nginx_refuses_a_huge_body_itself(front: dict[str, Any], caller: Any) -> None:

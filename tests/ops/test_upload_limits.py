@@ -14,9 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from rest_framework.authtoken.models import Token
 
-from tests.factories import PatientFactory, UserFactory
+from tests.factories import PatientFactory, UserFactory, api_token
 from tests.gunicorn_site import GunicornSite, gunicorn_site
 from tests.images import png_bytes
 
@@ -33,8 +32,7 @@ def site(static_var_dir: Path, tmp_path: Path, transactional_db: None) -> Iterat
 def caller(transactional_db: None) -> tuple[dict[str, str], Any]:
     user = UserFactory()
     patient = PatientFactory(organisation=user.membership.organisation)
-    token = Token.objects.create(user=user)
-    return {"Authorization": f"Token {token.key}"}, patient
+    return {"Authorization": f"Token {api_token(user)}"}, patient
 
 
 def raw_post_headers(site: GunicornSite, path: str, headers: dict[str, str]) -> tuple[str, float]:

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from predictions.security import client_ip
-from tests.factories import UserFactory
+from tests.factories import UserFactory, api_token
 
 PASSWORD = "correct horse battery staple"
 ATTACKER = "203.0.113.7"
@@ -73,7 +72,7 @@ def api_from(address: str, header: str | None = None) -> APIClient:
 @pytest.mark.django_db
 def test_wrong_api_tokens_are_refused_with_429_past_the_limit(settings: Any) -> None:
     settings.AUTH_FAILURE_LIMIT = 10
-    token = Token.objects.create(user=UserFactory())
+    token = api_token(UserFactory())
     for attempt in range(10):
         response = api_from(ATTACKER, f"Token wrong{attempt}").get("/api/v1/jobs/")
         assert response.status_code == 401
@@ -82,8 +81,8 @@ def test_wrong_api_tokens_are_refused_with_429_past_the_limit(settings: Any) -> 
     assert 0 < int(refused["Retry-After"]) <= settings.AUTH_FAILURE_WINDOW_S
     assert "Too many failed authentication attempts" in refused.json()["detail"]
     # Even the right token is refused from that address, and works from any other.
-    assert api_from(ATTACKER, f"Token {token.key}").get("/api/v1/jobs/").status_code == 429
-    assert api_from(NEIGHBOUR, f"Token {token.key}").get("/api/v1/jobs/").status_code == 200
+    assert api_from(ATTACKER, f"Token {token}").get("/api/v1/jobs/").status_code == 429
+    assert api_from(NEIGHBOUR, f"Token {token}").get("/api/v1/jobs/").status_code == 200
 
 
 @pytest.mark.django_db
@@ -110,10 +109,10 @@ def rates(settings: Any, **changes: str) -> None:
 @pytest.mark.django_db
 def test_the_api_throttles_each_user(settings: Any) -> None:
     rates(settings, user="3/minute")
-    token = Token.objects.create(user=UserFactory())
+    token = api_token(UserFactory())
     for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
-        assert api_from(address, f"Token {token.key}").get("/api/v1/jobs/").status_code == 200
-    throttled = api_from("192.0.2.4", f"Token {token.key}").get("/api/v1/jobs/")
+        assert api_from(address, f"Token {token}").get("/api/v1/jobs/").status_code == 200
+    throttled = api_from("192.0.2.4", f"Token {token}").get("/api/v1/jobs/")
     assert throttled.status_code == 429
     assert 0 < int(throttled["Retry-After"]) <= 60
     assert "Request was throttled" in throttled.json()["detail"]
@@ -123,11 +122,11 @@ def test_the_api_throttles_each_user(settings: Any) -> None:
 def test_the_api_throttles_each_address_across_users(settings: Any) -> None:
     rates(settings, ip="2/minute")
     for _ in range(2):
-        token = Token.objects.create(user=UserFactory())
-        assert api_from(ATTACKER, f"Token {token.key}").get("/api/v1/jobs/").status_code == 200
-    token = Token.objects.create(user=UserFactory())
-    assert api_from(ATTACKER, f"Token {token.key}").get("/api/v1/jobs/").status_code == 429
-    assert api_from(NEIGHBOUR, f"Token {token.key}").get("/api/v1/jobs/").status_code == 200
+        token = api_token(UserFactory())
+        assert api_from(ATTACKER, f"Token {token}").get("/api/v1/jobs/").status_code == 200
+    token = api_token(UserFactory())
+    assert api_from(ATTACKER, f"Token {token}").get("/api/v1/jobs/").status_code == 429
+    assert api_from(NEIGHBOUR, f"Token {token}").get("/api/v1/jobs/").status_code == 200
 
 
 @pytest.mark.parametrize(
