@@ -17,6 +17,7 @@ class PredictionsConfig(AppConfig):
         from django.contrib.auth import signals
 
         from predictions import audit
+        from predictions.api import schema  # noqa: F401  (registers the API token's scheme)
 
         signals.user_logged_in.connect(audit.on_logged_in, dispatch_uid="audit-login")
         signals.user_logged_out.connect(audit.on_logged_out, dispatch_uid="audit-logout")
