@@ -82,10 +82,9 @@ class AuthFailureLimit:
         failures, window_end = self._state(request)
         if failures >= self.limit:
             wait = max(1, int(window_end - time.time()))
+            # DRF adds "Expected available in <wait> seconds." and the Retry-After header.
             raise Throttled(
-                wait,
-                detail=f"Too many failed authentication attempts from your address; "
-                f"try again in {wait} seconds.",
+                wait, detail="Too many failed authentication attempts from your address."
             )
 
     def record_failure(self, request: Request) -> None:
