@@ -34,7 +34,7 @@ RUN groupadd --system --gid 10001 app \
     && chown -R app:app /app /data /var/lib/flower
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=app:app manage.py ./
+COPY --chown=app:app manage.py gunicorn.conf.py ./
 COPY --chown=app:app webapp ./webapp
 COPY --chown=app:app predictions ./predictions
 COPY --chown=app:app workers ./workers

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from predictions.models import (
+    AuditEvent,
     Job,
     Membership,
     Organisation,
@@ -83,6 +84,25 @@ class ScanCorrectionAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the audit log is append-only for everyone, superusers included."""
+
+    list_display = ["created", "username", "action", "outcome", "object_type", "ip_address"]
+    list_filter = ["action", "outcome", "organisation"]
+    search_fields = ["username", "object_id", "patient", "ip_address"]
+    date_hierarchy = "created"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 

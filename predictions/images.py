@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -54,6 +55,15 @@ def inspect_upload(upload: IO[bytes], size_bytes: int) -> ImageFacts:
     )
     upload.seek(0)
     return facts
+
+
+def check_one_image(uploads: Sequence[object]) -> None:
+    """Refuse a request with several `image` parts: silently keeping one would be a guess."""
+    if len(uploads) > 1:
+        raise ValidationError(
+            f"Send one image per request; this one has {len(uploads)} parts named 'image'.",
+            code="several_images",
+        )
 
 
 def _check_size(size_bytes: int) -> None:

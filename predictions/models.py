@@ -356,6 +356,8 @@ class Review(models.Model):
 
     class Meta:
         ordering = ["-reviewed_at", "-pk"]
+        # Staff status alone does not open the export: it is granted explicitly.
+        permissions = [("export_data", "Can export the organisation's reviewed scans")]
 
     def __str__(self) -> str:
         verdict = "confirmed" if self.confirmed else "corrected"
@@ -397,3 +399,88 @@ class BrokerStatus(models.Model):
 
     def __str__(self) -> str:
         return f"broker {'reachable' if self.reachable else 'unreachable'} at {self.checked_at}"
+
+
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
+    """The audit log is append-only for the application: no bulk update, no delete."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AuditLogIsAppendOnly("audit events cannot be changed")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events cannot be deleted")
+
+
+class AuditLogIsAppendOnly(Exception):
+    """Raised by any attempt to change or delete a recorded audit event."""
+
+
+class AuditEvent(models.Model):
+    """One access to patient data, or one login, logout or failed login: who, what, when, where.
+
+    Written by `predictions.audit.record` and the auth signals; never changed or deleted
+    by the application (save refuses updates, delete refuses). It names patients by their
+    public id, never by MRN.
+    """
+
+    class Action(models.TextChoices):
+        LOGIN = "login"
+        LOGOUT = "logout"
+        LOGIN_FAILED = "login_failed"
+        LOCKED_OUT = "locked_out"
+        LIST_PATIENTS = "list_patients"
+        VIEW_PATIENT = "view_patient"
+        CREATE_PATIENT = "create_patient"
+        LIST_SCANS = "list_scans"
+        VIEW_SCAN = "view_scan"
+        VIEW_SCAN_IMAGE = "view_scan_image"
+        SUBMIT_SCAN = "submit_scan"
+        MOVE_SCAN = "move_scan"
+        VOID_SCAN = "void_scan"
+        LIST_RESULTS = "list_results"
+        VIEW_RESULT = "view_result"
+        VIEW_HEATMAP = "view_heatmap"
+        RETRY = "retry"
+        REVIEW = "review"
+        EXPORT = "export"
+        EXPORT_AUDIT_LOG = "export_audit_log"
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success"
+        DENIED = "denied"
+        FAILED = "failed"
+
+    created = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    # The user row may go; the name it had stays with the event.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    username = models.CharField(max_length=150, blank=True)
+    organisation = models.ForeignKey(
+        Organisation, null=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.SUCCESS)
+    object_type = models.CharField(max_length=32, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    patient = models.UUIDField(null=True, blank=True, db_index=True, help_text="Public id.")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    detail = models.CharField(max_length=300, blank=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["organisation", "-created"])]
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.username or '-'} {self.action}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AuditLogIsAppendOnly("audit events cannot be changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AuditLogIsAppendOnly("audit events cannot be deleted")

@@ -30,6 +30,13 @@ if [ "${CI:-}" = "true" ] && ! command -v npm >/dev/null 2>&1 \
         || echo "CI: could not install nodejs and npm; the KEDA validation will fail"
 fi
 
+# CI: nginx for tests/ops/test_nginx.py (the repository's config in front of gunicorn).
+if [ "${CI:-}" = "true" ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get update -qq && apt-get install -y -qq nginx-light openssl; } >/dev/null 2>&1 \
+        || echo "CI: could not install nginx; its tests will skip"
+fi
+
 "$BIN/ruff" check .
 "$BIN/ruff" format --check .
 "$BIN/lint-imports" --no-cache

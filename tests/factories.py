@@ -4,6 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 from django.utils import timezone
+from knox.models import AuthToken
 
 from predictions.models import Job, Membership, Organisation, Patient, Prediction, Scan
 from tests.images import png_bytes
@@ -76,3 +77,9 @@ class PredictionFactory(factory.django.DjangoModelFactory):
     probabilities = {"glioma": 0.85, "meningioma": 0.05, "no_tumor": 0.05, "pituitary": 0.05}
     model_version = "test-model"
     inference_ms = 12.5
+
+
+def api_token(user: object) -> str:
+    """Issue an API token for `user` and return its key (only its hash is stored)."""
+    _, key = AuthToken.objects.create(user=user)
+    return str(key)

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from tests.entry_point import ROOT
-from workers.env import ConfigError, env_bool, env_choice, env_int, env_list, env_secret
+from workers.env import (
+    ConfigError,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_rate,
+    env_secret,
+)
 
 
 @pytest.mark.parametrize(("raw", "value"), [("true", True), ("0", False), ("Yes", True)])
@@ -81,3 +89,12 @@ def test_the_site_stops_with_one_line_naming_a_malformed_variable() -> None:
     )  # fmt: skip
     assert done.returncode == 1
     assert done.stderr == "configuration: MAX_UPLOAD_BYTES must be an integer, got '20MB'\n"
+
+
+def test_env_rate_takes_drf_rates_and_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert env_rate("RATE", "100/minute", environ={}) == "100/minute"
+    assert env_rate("RATE", "100/minute", environ={"RATE": "5/s"}) == "5/s"
+    assert env_rate("RATE", "100/minute", environ={"RATE": "off"}) is None
+    for bad in ("100", "0/minute", "ten/minute", "100/fortnight"):
+        with pytest.raises(ConfigError, match="RATE must be a rate"):
+            env_rate("RATE", "100/minute", environ={"RATE": bad})

@@ -6,12 +6,14 @@ key unless DEBUG is on, so a forgotten variable cannot expose patient data.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 
 from workers.config import cpu_queue, default_device, inference_queue
-from workers.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from workers.env import env_bool, env_float, env_int, env_list, env_rate, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -25,24 +27,31 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env_str("SITE_URL", "").rstrip("/")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin, for superusers only (webapp/admin.py says why).
+    "webapp.admin.SuperuserAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    # API tokens, stored hashed (SHA-512): a database dump does not give them away.
+    "knox",
+    "axes",
     "django_filters",
     "django_htmx",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "predictions",
     "dicom",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Before anything reads the body (CSRF reads the form): oversized or chunked bodies stop here.
+    "predictions.uploads.RequestSizeLimitMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise, so static files stay cacheable; patient data never is.
     "predictions.middleware.NoStoreMiddleware",
@@ -54,6 +63,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -120,6 +131,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The lockout check runs first and refuses a locked-out login before any password is tried.
+AUTHENTICATION_BACKENDS = [
+    "predictions.security.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -144,19 +160,56 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = DEBUG
 
+# TLS (docs/operations.md, "HTTPS"). SITE_BEHIND_TLS: browsers reach the site over https
+# only; it turns on the redirect, secure cookies and HSTS, each of which can be set alone.
+SITE_BEHIND_TLS = env_bool("SITE_BEHIND_TLS", False)
+# Trust X-Forwarded-Proto: only behind a proxy that sets it on every request (the compose
+# file's nginx does), or a client could claim https.
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 )
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SITE_BEHIND_TLS)
+# Probes and workers call the web container directly, over the private network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$", r"^api/v1/internal/"]
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", SITE_BEHIND_TLS)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env_int("HSTS_SECONDS", 31_536_000 if SITE_BEHIND_TLS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
 X_FRAME_OPTIONS = "DENY"
+# Content Security Policy (django-csp 4), on everywhere: the portal and the admin load
+# their scripts and styles from our own static files only, with no inline code; images
+# may be data: URLs (Swagger UI's icons).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+    | ({"upgrade-insecure-requests": True} if SITE_BEHIND_TLS else {}),
+}
 
 # Uploads: bytes are checked before Pillow touches the file; pixels before it decodes.
 MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1)
-MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 40_000_000, minimum=1)
+# 4096 x 4096: several times any MRI slice; a decoded RGB image of that size is 50 MB.
+MAX_IMAGE_PIXELS = env_int("MAX_IMAGE_PIXELS", 4096 * 4096, minimum=1)
+# The largest request body: one image and its form. Bigger ones get 413 before they are read
+# (predictions/uploads.py), and a file part is cut off as soon as it passes MAX_UPLOAD_BYTES.
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [
+    "predictions.uploads.SizeLimitedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # DICOM in and out (docs/pacs.md). A study (a zip upload or one STOW-RS request) may be
 # far larger than one slice, so it has limits of its own.
@@ -206,11 +259,57 @@ METRICS_TOKEN = env_secret("METRICS_TOKEN", required=False)
 READYZ_WORKER_TIMEOUT = env_float("READYZ_WORKER_TIMEOUT", 1.0)
 READYZ_REQUIRE_WORKER = env_bool("READYZ_REQUIRE_WORKER", True)
 
+# Brute force (docs/operations.md): the client's address is REMOTE_ADDR unless proxies in
+# front append it to X-Forwarded-For; say how many (1 behind the compose file's nginx).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+# Portal and admin logins (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one user
+# from one address lock that pair out for LOGIN_LOCKOUT_MINUTES; a success resets the count.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "predictions.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "predictions.security.lockout_response"
+# Wrong API tokens and worker secrets per address within AUTH_FAILURE_WINDOW_S seconds.
+AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 10, minimum=1)
+WORKER_AUTH_FAILURE_LIMIT = env_int("WORKER_AUTH_FAILURE_LIMIT", 10, minimum=1)
+AUTH_FAILURE_WINDOW_S = env_int("AUTH_FAILURE_WINDOW_S", 300, minimum=1)
+# Counters every web process shares: a table in the database the site already needs.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "security": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "security_cache",
+    },
+}
+
+# API tokens (django-rest-knox) are sent as "Authorization: Token <key>", as before; they
+# last API_TOKEN_TTL_DAYS days, or for ever with 0 (the default, as DRF's tokens did).
+_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 0, minimum=0)
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",
+    "TOKEN_TTL": timedelta(days=_TOKEN_TTL_DAYS) if _TOKEN_TTL_DAYS else None,
+}
+
+# Files the site writes (uploaded scans, heat maps) are for its own user alone; the SQLite
+# database too (predictions/apps.py).
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "predictions.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "predictions.security.ApiUserThrottle",
+        "predictions.security.ApiAddressThrottle",
+    ],
+    # DRF's rate syntax (requests/second|minute|hour|day); "off" lifts a limit.
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("API_THROTTLE_USER", "1000/minute"),
+        "ip": env_rate("API_THROTTLE_IP", "2000/minute"),
+    },
     "DEFAULT_PERMISSION_CLASSES": ["predictions.api.permissions.IsOrganisationMember"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("API_PAGE_SIZE", 50, minimum=1),

@@ -100,6 +100,20 @@ def env_basic_auth(name: str, environ: Mapping[str, str] = os.environ) -> list[s
     return pairs
 
 
+_RATE_UNITS = ("s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day")
+
+
+def env_rate(name: str, default: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Return a request rate such as `100/minute` (DRF's syntax); None for `off`."""
+    value = env_str(name, default, environ).lower()
+    if value == "off":
+        return None
+    count, slash, unit = value.partition("/")
+    if not (slash and count.isdigit() and int(count) > 0 and unit in _RATE_UNITS):
+        raise ConfigError(f"{name} must be a rate such as 100/minute, or off; got {value!r}")
+    return value
+
+
 def env_choice(
     name: str, choices: Sequence[str], default: str, environ: Mapping[str, str] = os.environ
 ) -> str:

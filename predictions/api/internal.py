@@ -27,6 +27,7 @@ from predictions.api.serializers import (
     WorkerStartSerializer,
 )
 from predictions.models import Job
+from predictions.security import worker_failure_limit
 
 KEYWORD = b"worker"
 
@@ -39,14 +40,18 @@ class WorkerIdentity:
 
 
 class WorkerSecretAuthentication(BaseAuthentication):
+    """`Authorization: Worker <secret>`; an address over WORKER_AUTH_FAILURE_LIMIT gets 429."""
+
     def authenticate(self, request: Request) -> tuple[WorkerIdentity, None] | None:
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() != KEYWORD:
             return None
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed("Use 'Authorization: Worker <secret>'.")
-        expected = settings.WORKER_SECRET.encode()
-        if not hmac.compare_digest(parts[1], expected):
+        limit = worker_failure_limit()
+        limit.check(request)
+        if not hmac.compare_digest(parts[1], settings.WORKER_SECRET.encode()):
+            limit.record_failure(request)
             raise exceptions.AuthenticationFailed("Wrong worker secret.")
         return WorkerIdentity(), None
 

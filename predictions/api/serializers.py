@@ -13,7 +13,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from predictions.identity import checked_identifier
-from predictions.images import inspect_upload
+from predictions.images import check_one_image, inspect_upload
 from predictions.models import (
     AWAITING_DISPATCH_NOTE,
     FAILURE_CODE_CHOICES,
@@ -159,7 +159,9 @@ class ScanSubmissionSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         """Add the checked image's facts (`ImageFacts`) as `facts`."""
         upload: UploadedFile = attrs["image"]
+        parts = getattr(self.initial_data, "getlist", lambda name: [upload])("image")
         try:
+            check_one_image(parts)
             attrs["facts"] = inspect_upload(upload, upload.size or 0)
         except DjangoValidationError as exc:
             raise serializers.ValidationError({"image": exc.messages}) from None

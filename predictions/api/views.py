@@ -19,7 +19,7 @@ from rest_framework.serializers import BaseSerializer, CharField
 
 from dicom import api as dicom_api
 from dicom.uploads import is_dicom_file
-from predictions import jobs, reviews
+from predictions import audit, jobs, reviews
 from predictions.api.filters import JobFilter, PatientFilter
 from predictions.api.serializers import (
     JobSerializer,
@@ -29,17 +29,64 @@ from predictions.api.serializers import (
     ScanSerializer,
     ScanSubmissionSerializer,
 )
-from predictions.audit_hook import audit
-from predictions.models import AWAITING_DISPATCH_NOTE, Job, Patient, Scan, organisation_of
+from predictions.audit import AuditedObject
+from predictions.models import (
+    AWAITING_DISPATCH_NOTE,
+    AuditEvent,
+    Job,
+    Patient,
+    Scan,
+    organisation_of,
+)
+
+Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
+
+
+class AuditedViewSet(viewsets.GenericViewSet):
+    """Record every access to patient data the viewset serves (see `predictions.audit`).
+
+    `audit_actions` maps the viewset's actions to audit actions; the object is the one
+    `get_object()` found or the one an action created (`self.audited`). A lookup refused
+    with 403 or 404 is recorded as denied, with the id that was asked for.
+    """
+
+    audit_actions: dict[str, str] = {}
+    audited: AuditedObject | None = None
+
+    def get_object(self) -> Any:
+        self.audited = super().get_object()
+        return self.audited
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        action = self.audit_actions.get(self.action or "")
+        served = response.status_code < 400
+        refused = response.status_code in (403, 404)
+        # The status first: after a failed authentication, reading request.user retries it.
+        if action is None or not (served or refused) or not request.user.is_authenticated:
+            return response
+        if served:
+            audit.record(request, action, self.audited)
+        else:
+            denied = str(kwargs.get("pk", ""))
+            audit.record(request, action, outcome=Outcome.DENIED, object_id=denied)
+        return response
 
 
 class PatientViewSet(
     mixins.CreateModelMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
+    AuditedViewSet,
 ):
     serializer_class = PatientSerializer
+    audit_actions = {
+        "list": Action.LIST_PATIENTS,
+        "retrieve": Action.VIEW_PATIENT,
+        "create": Action.CREATE_PATIENT,
+    }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
     filter_backends = [DjangoFilterBackend]
@@ -49,13 +96,19 @@ class PatientViewSet(
         return Patient.objects.filter(organisation=organisation_of(self.request.user))
 
     def perform_create(self, serializer: BaseSerializer[Patient]) -> None:
-        serializer.save(
+        self.audited = serializer.save(
             organisation=organisation_of(self.request.user), created_by=self.request.user
         )
 
 
-class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewSet):
     serializer_class = ScanSerializer
+    audit_actions = {
+        "list": Action.LIST_SCANS,
+        "retrieve": Action.VIEW_SCAN,
+        "create": Action.SUBMIT_SCAN,
+        "image": Action.VIEW_SCAN_IMAGE,
+    }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
 
@@ -102,6 +155,7 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
             data.get("device"),
             original_name=data["image"].name or "",
         )
+        self.audited = job
         body: dict[str, Any] = {"job": JobSummarySerializer(job, context={"request": request}).data}
         if job.awaiting_dispatch:
             body["detail"] = AWAITING_DISPATCH_NOTE
@@ -124,8 +178,14 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.Gen
         return FileResponse(scan.image.open("rb"), content_type=scan.content_type)
 
 
-class JobViewSet(viewsets.ReadOnlyModelViewSet):
+class JobViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewSet):
     serializer_class = JobSerializer
+    audit_actions = {
+        "list": Action.LIST_RESULTS,
+        "retrieve": Action.VIEW_RESULT,
+        "heatmap": Action.VIEW_HEATMAP,
+        "retry": Action.RETRY,
+    }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
     filter_backends = [DjangoFilterBackend]
@@ -161,6 +221,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
         job = self.get_object()
         if request.method == "GET":
             history = job.reviews.select_related("reviewed_by")
+            audit.record(request, Action.VIEW_RESULT, job, detail="reviews")
             return Response(ReviewSerializer(history, many=True).data)
         serializer = ReviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -171,7 +232,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
             )
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
-        audit(request, "review.create", review)
+        audit.record(request, Action.REVIEW, review)
         return Response(ReviewSerializer(review).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={202: JobSummarySerializer})
@@ -181,6 +242,7 @@ class JobViewSet(viewsets.ReadOnlyModelViewSet):
             job = jobs.retry(self.get_object())
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        self.audited = job
         url = request.build_absolute_uri(reverse("api:job-detail", args=[job.public_id]))
         body = JobSummarySerializer(job, context={"request": request}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})

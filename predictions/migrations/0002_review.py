@@ -7,26 +7,59 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0001_initial'),
+        ("predictions", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(choices=[('glioma', 'glioma'), ('meningioma', 'meningioma'), ('no_tumor', 'no_tumor'), ('pituitary', 'pituitary')], max_length=32)),
-                ('confirmed', models.BooleanField(help_text="The reviewer kept the model's label.")),
-                ('comment', models.TextField(blank=True, max_length=2000)),
-                ('reviewed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('job', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='review', to='predictions.job')),
-                ('reviewed_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "label",
+                    models.CharField(
+                        choices=[
+                            ("glioma", "glioma"),
+                            ("meningioma", "meningioma"),
+                            ("no_tumor", "no_tumor"),
+                            ("pituitary", "pituitary"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "confirmed",
+                    models.BooleanField(help_text="The reviewer kept the model's label."),
+                ),
+                ("comment", models.TextField(blank=True, max_length=2000)),
+                ("reviewed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "job",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="review",
+                        to="predictions.job",
+                    ),
+                ),
+                (
+                    "reviewed_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-reviewed_at'],
+                "ordering": ["-reviewed_at"],
             },
         ),
     ]

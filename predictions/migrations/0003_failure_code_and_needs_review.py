@@ -28,20 +28,30 @@ def backfill(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0002_review'),
+        ("predictions", "0002_review"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='failure_code',
-            field=models.CharField(blank=True, choices=[('invalid_image', 'invalid image'), ('not_brain_mri', 'not brain mri'), ('timeout', 'timeout'), ('gave_up', 'gave up'), ('contract', 'contract'), ('worker_error', 'worker error')], max_length=32),
+            model_name="job",
+            name="failure_code",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("invalid_image", "invalid image"),
+                    ("not_brain_mri", "not brain mri"),
+                    ("timeout", "timeout"),
+                    ("gave_up", "gave up"),
+                    ("contract", "contract"),
+                    ("worker_error", "worker error"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AddField(
-            model_name='prediction',
-            name='needs_review',
+            model_name="prediction",
+            name="needs_review",
             field=models.BooleanField(default=False),
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),

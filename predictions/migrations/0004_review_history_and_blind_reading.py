@@ -5,39 +5,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0003_failure_code_and_needs_review'),
+        ("predictions", "0003_failure_code_and_needs_review"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='review',
-            options={'ordering': ['-reviewed_at', '-pk']},
+            name="review",
+            options={"ordering": ["-reviewed_at", "-pk"]},
         ),
         migrations.AddField(
-            model_name='organisation',
-            name='hide_model_until_review',
-            field=models.BooleanField(default=False, help_text="Hide the model's label, probabilities and heat map from a reader until they have recorded their own verdict on the result."),
+            model_name="organisation",
+            name="hide_model_until_review",
+            field=models.BooleanField(
+                default=False,
+                help_text="Hide the model's label, probabilities and heat map from a reader until they have recorded their own verdict on the result.",
+            ),
         ),
         migrations.AddField(
-            model_name='review',
-            name='model_answer_shown',
+            model_name="review",
+            name="model_answer_shown",
             field=models.BooleanField(default=True),
         ),
         migrations.AlterField(
-            model_name='prediction',
-            name='label',
-            field=models.CharField(choices=[('glioma', 'Glioma'), ('meningioma', 'Meningioma'), ('no_tumor', 'No tumour'), ('pituitary', 'Pituitary tumour')], max_length=32),
+            model_name="prediction",
+            name="label",
+            field=models.CharField(
+                choices=[
+                    ("glioma", "Glioma"),
+                    ("meningioma", "Meningioma"),
+                    ("no_tumor", "No tumour"),
+                    ("pituitary", "Pituitary tumour"),
+                ],
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='review',
-            name='job',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='predictions.job'),
+            model_name="review",
+            name="job",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="reviews",
+                to="predictions.job",
+            ),
         ),
         migrations.AlterField(
-            model_name='review',
-            name='label',
-            field=models.CharField(choices=[('glioma', 'Glioma'), ('meningioma', 'Meningioma'), ('no_tumor', 'No tumour'), ('pituitary', 'Pituitary tumour')], max_length=32),
+            model_name="review",
+            name="label",
+            field=models.CharField(
+                choices=[
+                    ("glioma", "Glioma"),
+                    ("meningioma", "Meningioma"),
+                    ("no_tumor", "No tumour"),
+                    ("pituitary", "Pituitary tumour"),
+                ],
+                max_length=32,
+            ),
         ),
     ]

@@ -36,68 +36,98 @@ def fill_identifier_keys(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0004_review_history_and_blind_reading'),
+        ("predictions", "0004_review_history_and_blind_reading"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ScanCorrection',
+            name="ScanCorrection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('move', 'Move'), ('void', 'Void')], max_length=8)),
-                ('reason', models.TextField(max_length=1000)),
-                ('corrected_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(choices=[("move", "Move"), ("void", "Void")], max_length=8),
+                ),
+                ("reason", models.TextField(max_length=1000)),
+                ("corrected_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['-corrected_at', '-pk'],
+                "ordering": ["-corrected_at", "-pk"],
             },
         ),
         migrations.RemoveConstraint(
-            model_name='patient',
-            name='patient_external_id_per_org',
+            model_name="patient",
+            name="patient_external_id_per_org",
         ),
         migrations.AddField(
-            model_name='patient',
-            name='identifier_key',
-            field=models.CharField(default='', editable=False, max_length=64),
+            model_name="patient",
+            name="identifier_key",
+            field=models.CharField(default="", editable=False, max_length=64),
             preserve_default=False,
         ),
         migrations.RunPython(fill_identifier_keys, migrations.RunPython.noop),
         migrations.AddField(
-            model_name='scan',
-            name='original_name',
+            model_name="scan",
+            name="original_name",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='scan',
-            name='voided_at',
+            model_name="scan",
+            name="voided_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddConstraint(
-            model_name='patient',
-            constraint=models.UniqueConstraint(fields=('organisation', 'identifier_key'), name='patient_identifier_key_per_org'),
+            model_name="patient",
+            constraint=models.UniqueConstraint(
+                fields=("organisation", "identifier_key"), name="patient_identifier_key_per_org"
+            ),
         ),
         migrations.AddField(
-            model_name='scancorrection',
-            name='corrected_by',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="scancorrection",
+            name="corrected_by",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='scancorrection',
-            name='from_patient',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='predictions.patient'),
+            model_name="scancorrection",
+            name="from_patient",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="predictions.patient",
+            ),
         ),
         migrations.AddField(
-            model_name='scancorrection',
-            name='scan',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='corrections', to='predictions.scan'),
+            model_name="scancorrection",
+            name="scan",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="corrections",
+                to="predictions.scan",
+            ),
         ),
         migrations.AddField(
-            model_name='scancorrection',
-            name='to_patient',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='predictions.patient'),
+            model_name="scancorrection",
+            name="to_patient",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="predictions.patient",
+            ),
         ),
     ]

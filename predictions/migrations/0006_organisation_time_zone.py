@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0005_patient_identity_and_scan_corrections'),
+        ("predictions", "0005_patient_identity_and_scan_corrections"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organisation',
-            name='time_zone',
-            field=models.CharField(blank=True, help_text="An IANA time zone such as Europe/London; blank for the site's TIME_ZONE.", max_length=64, validators=[predictions.models.validate_time_zone]),
+            model_name="organisation",
+            name="time_zone",
+            field=models.CharField(
+                blank=True,
+                help_text="An IANA time zone such as Europe/London; blank for the site's TIME_ZONE.",
+                max_length=64,
+                validators=[predictions.models.validate_time_zone],
+            ),
         ),
     ]

@@ -4,24 +4,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0006_organisation_time_zone'),
+        ("predictions", "0006_organisation_time_zone"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WorkerModelState',
+            name="WorkerModelState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('worker', models.CharField(max_length=200, unique=True)),
-                ('wanted', models.CharField(blank=True, help_text='What the site served.', max_length=200)),
-                ('serving', models.CharField(blank=True, help_text="The worker's version.", max_length=200)),
-                ('error', models.TextField(blank=True, help_text='Why the worker is not serving `wanted`.')),
-                ('reported_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("worker", models.CharField(max_length=200, unique=True)),
+                (
+                    "wanted",
+                    models.CharField(blank=True, help_text="What the site served.", max_length=200),
+                ),
+                (
+                    "serving",
+                    models.CharField(blank=True, help_text="The worker's version.", max_length=200),
+                ),
+                (
+                    "error",
+                    models.TextField(
+                        blank=True, help_text="Why the worker is not serving `wanted`."
+                    ),
+                ),
+                ("reported_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['worker'],
+                "ordering": ["worker"],
             },
         ),
     ]

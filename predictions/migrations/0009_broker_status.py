@@ -4,24 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('predictions', '0008_job_dispatched_at'),
+        ("predictions", "0008_job_dispatched_at"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BrokerStatus',
+            name="BrokerStatus",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('checked_at', models.DateTimeField()),
-                ('reachable', models.BooleanField()),
-                ('error', models.TextField(blank=True)),
-                ('queue_depths', models.JSONField(default=dict)),
-                ('workers', models.JSONField(default=list)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("checked_at", models.DateTimeField()),
+                ("reachable", models.BooleanField()),
+                ("error", models.TextField(blank=True)),
+                ("queue_depths", models.JSONField(default=dict)),
+                ("workers", models.JSONField(default=list)),
             ],
             options={
-                'verbose_name_plural': 'broker status',
+                "verbose_name_plural": "broker status",
             },
         ),
     ]

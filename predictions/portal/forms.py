@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from predictions.corrections import REASON_MAX_LENGTH
 from predictions.identity import checked_identifier
-from predictions.images import inspect_upload
+from predictions.images import check_one_image, inspect_upload
 from predictions.models import LABEL_CHOICES, Organisation, Patient
 from predictions.reviews import COMMENT_MAX_LENGTH
 
@@ -48,6 +48,7 @@ class ScanUploadForm(forms.Form):
         if upload := cleaned.get("image"):
             # Raises ValidationError with exactly the API's messages, on the image field.
             try:
+                check_one_image(self.files.getlist("image"))
                 cleaned["facts"] = inspect_upload(upload, upload.size)
             except ValidationError as exc:
                 self.add_error("image", exc)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from predictions.portal import views
+from predictions.portal import audit_log, views
 
 app_name = "portal"
 
@@ -26,4 +26,5 @@ urlpatterns = [
     path("jobs/<uuid:public_id>/review/", views.job_review, name="job-review"),
     path("jobs/<uuid:public_id>/retry/", views.job_retry, name="job-retry"),
     path("export/reviewed.zip", views.export_reviewed, name="export-reviewed"),
+    path("audit/", audit_log.audit_log, name="audit-log"),
 ]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import tempfile
 import uuid
 from datetime import datetime
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.paginator import Paginator
@@ -33,13 +33,13 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from dicom import portal as dicom_portal
 from dicom.uploads import is_dicom_file
-from predictions import broker, broker_status, corrections, jobs, reviews, thumbnails
-from predictions.audit_hook import audit
+from predictions import audit, broker, broker_status, corrections, jobs, reviews, thumbnails
 from predictions.identity import find_patient
 from predictions.models import (
     AWAITING_DISPATCH_NOTE,
     LABEL_WORDS,
     LABELS,
+    AuditEvent,
     Job,
     Organisation,
     Patient,
@@ -59,6 +59,9 @@ from predictions.portal.forms import (
 )
 from workers.contracts import FailureCode
 
+Action, Outcome = AuditEvent.Action, AuditEvent.Outcome
+M = TypeVar("M", bound=Patient | Job | Scan)
+
 PATIENTS_PER_PAGE = 25
 WORKLIST_PER_PAGE = 25
 SCANS_PER_PAGE = 25
@@ -73,8 +76,9 @@ def _organisation(request: HttpRequest) -> Organisation:
     return organisation
 
 
-def _patient(request: HttpRequest, public_id: uuid.UUID) -> Patient:
-    return get_object_or_404(Patient, public_id=public_id, organisation=_organisation(request))
+def _patient(request: HttpRequest, public_id: uuid.UUID, action: str) -> Patient:
+    patients = Patient.objects.filter(organisation=_organisation(request))
+    return _found_or_denied(request, patients, public_id, action)
 
 
 def _jobs(request: HttpRequest) -> QuerySet[Job]:
@@ -93,8 +97,19 @@ def _answer_hidden(request: HttpRequest, job: Job) -> bool:
     return blind and job.status == Job.Status.SUCCEEDED and not job.reviewed_by_user(request.user)
 
 
-def _job(request: HttpRequest, public_id: uuid.UUID) -> Job:
-    return get_object_or_404(_jobs(request), public_id=public_id)
+def _job(request: HttpRequest, public_id: uuid.UUID, action: str = Action.VIEW_RESULT) -> Job:
+    return _found_or_denied(request, _jobs(request), public_id, action)
+
+
+def _found_or_denied(
+    request: HttpRequest, rows: QuerySet[M], public_id: uuid.UUID, action: str
+) -> M:
+    """Return the row, or record the refused `action` in the audit log and answer 404."""
+    try:
+        return rows.get(public_id=public_id)
+    except rows.model.DoesNotExist:
+        audit.record(request, action, outcome=Outcome.DENIED, object_id=str(public_id))
+        raise Http404("No such record in your organisation.") from None
 
 
 class JobState(TypedDict):
@@ -199,6 +214,9 @@ def patient_list(request: HttpRequest) -> HttpResponse:
     if query:
         patients = patients.filter(identifier_key__contains=identifier_key(query))
     page = Paginator(patients, PATIENTS_PER_PAGE).get_page(request.GET.get("page"))
+    # The search term is an MRN or part of one: the log says a search happened, not for what.
+    detail = f"page {page.number}" + (", searched" if query else "")
+    audit.record(request, Action.LIST_PATIENTS, detail=detail)
     return render(request, "predictions/patient_list.html", {"page": page, "query": query})
 
 
@@ -211,6 +229,7 @@ def patient_create(request: HttpRequest) -> HttpResponse:
         patient = form.save(commit=False)
         patient.organisation, patient.created_by = organisation, request.user
         patient.save()
+        audit.record(request, Action.CREATE_PATIENT, patient)
         messages.success(request, f"Patient {patient.external_id} registered.")
         return redirect("portal:patient", public_id=patient.public_id)
     return render(request, "predictions/patient_form.html", {"form": form})
@@ -219,7 +238,8 @@ def patient_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def patient_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    patient = _patient(request, public_id)
+    patient = _patient(request, public_id, Action.VIEW_PATIENT)
+    audit.record(request, Action.VIEW_PATIENT, patient)
     patient_jobs = _jobs(request).filter(scan__patient=patient).order_by("-created", "-pk")
     page = Paginator(patient_jobs, SCANS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
@@ -240,10 +260,13 @@ def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     An image identical to one the patient already has is a 409 naming the earlier result,
     unless the form says `allow_duplicate`.
     """
-    patient = _patient(request, public_id)
+    patient = _patient(request, public_id, Action.SUBMIT_SCAN)
     # DICOM hook: a .dcm file or a zip of a series or study is the dicom app's to take.
     if is_dicom_file(upload := request.FILES.get("image")):
-        return dicom_portal.upload(request, patient, upload)
+        answer = dicom_portal.upload(request, patient, upload)
+        if answer.status_code == 202:
+            audit.record(request, Action.SUBMIT_SCAN, patient, detail="DICOM upload")
+        return answer
     form = ScanUploadForm(request.POST, files=request.FILES)
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
@@ -254,6 +277,7 @@ def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     job = jobs.submit_scan(
         patient, data["image"], data["facts"], request.user, original_name=data["image"].name
     )
+    audit.record(request, Action.SUBMIT_SCAN, job)
     # The page inserts the server's own rows: one template for page loads and live updates.
     context = {"job": job, "state": job_state(job)}
     body = {
@@ -306,7 +330,8 @@ def _duplicate_answer(earlier: Job) -> dict[str, object]:
 @login_required
 @require_POST
 def scan_move(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    scan = _scan(request, public_id)
+    scan = _scan(request, public_id, Action.MOVE_SCAN)
+    moved_from = scan.patient
     form = MoveScanForm(request.POST, prefix="move")
     if not form.is_valid():
         messages.error(request, form.error_text())
@@ -320,7 +345,8 @@ def scan_move(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     except corrections.CorrectionError as exc:
         messages.error(request, str(exc))
     else:
-        audit(request, "scan.move", correction.scan)
+        detail = f"from patient {moved_from.public_id}"
+        audit.record(request, Action.MOVE_SCAN, correction.scan, detail=detail)
         messages.success(request, f"The scan was moved to patient {target.external_id}.")
     return redirect(_scan_page(scan))
 
@@ -328,7 +354,7 @@ def scan_move(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_POST
 def scan_void(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    scan = _scan(request, public_id)
+    scan = _scan(request, public_id, Action.VOID_SCAN)
     form = VoidScanForm(request.POST, prefix="void")
     if not form.is_valid():
         messages.error(request, form.error_text())
@@ -338,17 +364,16 @@ def scan_void(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
     except corrections.CorrectionError as exc:
         messages.error(request, str(exc))
     else:
-        audit(request, "scan.void", scan)
+        audit.record(request, Action.VOID_SCAN, scan)
         messages.success(request, "The scan was voided; it stays on record.")
     return redirect(_scan_page(scan))
 
 
-def _scan(request: HttpRequest, public_id: uuid.UUID) -> Scan:
-    return get_object_or_404(
-        Scan.objects.select_related("patient__organisation"),
-        public_id=public_id,
-        patient__organisation=_organisation(request),
+def _scan(request: HttpRequest, public_id: uuid.UUID, action: str) -> Scan:
+    scans = Scan.objects.select_related("patient__organisation").filter(
+        patient__organisation=_organisation(request)
     )
+    return _found_or_denied(request, scans, public_id, action)
 
 
 def _scan_page(scan: Scan) -> str:
@@ -376,7 +401,8 @@ def _uuid_or_none(raw: str) -> uuid.UUID | None:
 @login_required
 @require_GET
 def job_detail(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    job = _job(request, public_id)
+    job = _job(request, public_id, Action.VIEW_RESULT)
+    audit.record(request, Action.VIEW_RESULT, job)
     hidden = _answer_hidden(request, job)
     prediction = getattr(job, "prediction", None)
     shown = None if hidden else prediction
@@ -498,7 +524,7 @@ def _timings(job: Job) -> dict[str, float | None]:
 @login_required
 @require_POST
 def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    job = _job(request, public_id)
+    job = _job(request, public_id, Action.REVIEW)
     form = ReviewForm(request.POST)
     if job.status != Job.Status.SUCCEEDED:
         messages.error(request, "Only a finished result can be reviewed.")
@@ -506,8 +532,10 @@ def job_review(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
         shown = not _answer_hidden(request, job)
         data = form.cleaned_data
         review = reviews.record_review(job, data["label"], data["comment"], request.user, shown)
-        audit(request, "review.create", review)
         verdict = "confirmed" if review.confirmed else f"corrected to {_words(review.label)}"
+        # The log keeps the contract's label key: stable, whatever the page's words.
+        logged = "confirmed" if review.confirmed else f"corrected to {review.label}"
+        audit.record(request, Action.REVIEW, job, detail=logged)
         messages.success(request, f"Review saved: {verdict}.")
     else:
         messages.error(request, form.error_text())
@@ -523,12 +551,13 @@ def _job_url(job: Job, worklist_query: str = "") -> str:
 @login_required
 @require_POST
 def job_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
-    job = _job(request, public_id)
+    job = _job(request, public_id, Action.RETRY)
     try:
         new_job = jobs.retry(job)
     except ValueError as exc:
         messages.error(request, f"This job cannot be retried: {exc}.")
         return redirect("portal:job", public_id=job.public_id)
+    audit.record(request, Action.RETRY, new_job)
     messages.success(request, "The scan was queued again.")
     return redirect("portal:job", public_id=new_job.public_id)
 
@@ -536,9 +565,11 @@ def job_retry(request: HttpRequest, public_id: uuid.UUID) -> HttpResponse:
 @login_required
 @require_GET
 def scan_image(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
-    scan = get_object_or_404(
-        Scan, public_id=public_id, patient__organisation=_organisation(request)
+    scans = Scan.objects.filter(patient__organisation=_organisation(request))
+    scan = _found_or_denied(
+        request, scans.select_related("patient"), public_id, Action.VIEW_SCAN_IMAGE
     )
+    audit.record(request, Action.VIEW_SCAN_IMAGE, scan)
     return _private_file(scan.image.open("rb"), scan.content_type)
 
 
@@ -555,9 +586,11 @@ def scan_thumbnail(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
 @login_required
 @require_GET
 def job_heatmap(request: HttpRequest, public_id: uuid.UUID) -> FileResponse:
-    prediction = getattr(_job(request, public_id), "prediction", None)
+    job = _job(request, public_id, Action.VIEW_HEATMAP)
+    prediction = getattr(job, "prediction", None)
     if prediction is None or not prediction.heatmap:
         raise Http404("This job has no heat map.")
+    audit.record(request, Action.VIEW_HEATMAP, job)
     return _private_file(prediction.heatmap.open("rb"), "image/png")
 
 
@@ -567,14 +600,18 @@ def _private_file(handle: File, content_type: str) -> FileResponse:
 
 
 @login_required
+@permission_required("predictions.export_data", raise_exception=True)
 @require_GET
 def export_reviewed(request: HttpRequest) -> FileResponse:
-    """Stream the organisation's reviewed scans as a zip of class folders (staff only)."""
-    if not request.user.is_staff:
-        raise PermissionDenied("Only staff can export the reviewed data set.")
+    """Stream the organisation's reviewed scans as a zip of class folders.
+
+    Needs the explicit `predictions.export_data` permission: staff status alone (which
+    opens the admin) does not let anyone take every reviewed scan away.
+    """
     # FileResponse closes the file once it has been sent.
     archive = tempfile.TemporaryFile()  # noqa: SIM115
-    reviews.export_to_zip(archive, _organisation(request))
+    count = reviews.export_to_zip(archive, _organisation(request))
+    audit.record(request, Action.EXPORT, detail=f"reviewed scans zip, {count} scans")
     archive.seek(0)
     name = f"reviewed-scans-{timezone.localdate():%Y%m%d}.zip"
     return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")

@@ -60,8 +60,17 @@ def page(chromium: Any) -> Iterator[Any]:
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    # Chromium reports each thing the Content-Security-Policy blocked on the console.
+    blocked: list[str] = []
+    page.on("console", lambda message: _note_csp_violation(message.text, blocked))
     yield page
     context.close()
+    assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
+
+
+def _note_csp_violation(text: str, blocked: list[str]) -> None:
+    if "Content Security Policy" in text:
+        blocked.append(text)
 
 
 @pytest.fixture

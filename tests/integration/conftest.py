@@ -137,13 +137,11 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 @pytest.fixture
 def caller(site: str) -> tuple[requests.Session, Any]:
     """An API client with a token, and a patient of its organisation."""
-    from rest_framework.authtoken.models import Token
-
-    from tests.factories import PatientFactory, UserFactory
+    from tests.factories import PatientFactory, UserFactory, api_token
 
     user = UserFactory()
     session = requests.Session()
-    session.headers["Authorization"] = f"Token {Token.objects.create(user=user).key}"
+    session.headers["Authorization"] = f"Token {api_token(user)}"
     return session, PatientFactory(organisation=user.membership.organisation)
 
 

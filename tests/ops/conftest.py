@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.gunicorn_site import collect_static
 from webapp.local_redis import free_port, start_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +87,9 @@ def probe_readyz(**env: str) -> tuple[int, dict[str, Any]]:
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     return answer["status"], answer["body"]
+
+
+@pytest.fixture(scope="session")
+def static_var_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A VAR_DIR with the static files collected, for the site under gunicorn."""
+    return collect_static(tmp_path_factory.mktemp("var"))

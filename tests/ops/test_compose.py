@@ -105,3 +105,37 @@ def test_the_example_env_file_holds_every_variable_the_central_stack_needs(
     env = dict(line.split("=", 1) for line in example if line and not line.startswith("#"))
     done = compose_config(tmp_path, CENTRAL, env)
     assert done.returncode == 0, done.stderr
+
+
+def test_nginx_fronts_the_site_and_the_web_container_is_not_published() -> None:
+    services = load("docker-compose.yml")["services"]
+    assert "ports" not in services["web"]
+    nginx = services["nginx"]
+    assert "./deploy/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]
+    assert nginx["depends_on"]["web"]["condition"] == "service_healthy"
+    assert all(port.endswith((":8080", ":8443")) for port in nginx["ports"])
+
+
+def test_the_nginx_config_buffers_limits_and_keeps_query_strings_out_of_its_log() -> None:
+    config = (ROOT / "deploy" / "nginx" / "nginx.conf").read_text()
+    for directive in (
+        "client_max_body_size 21m;",
+        "proxy_request_buffering on;",
+        "client_body_timeout 30s;",
+        "client_header_timeout 15s;",
+        "proxy_read_timeout 60s;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_set_header X-Forwarded-For $remote_addr;",
+        "access_log /dev/stdout no_query;",
+    ):
+        assert directive in config
+    # $request and $request_uri carry the query string; $uri does not.
+    assert "$request " not in config and "$request_uri" not in config.split("log_format")[1][:300]
+    assert "$http_referer" not in config
+
+
+def test_the_site_behind_nginx_runs_https_only_and_trusts_one_proxy() -> None:
+    environment = load("docker-compose.yml")["x-app"]["environment"]
+    assert environment["SITE_BEHIND_TLS"] == "${SITE_BEHIND_TLS:-true}"
+    assert environment["BEHIND_TLS_PROXY"] == "${BEHIND_TLS_PROXY:-true}"
+    assert environment["TRUSTED_PROXY_COUNT"] == "${TRUSTED_PROXY_COUNT:-1}"

@@ -5,11 +5,11 @@ from unittest import mock
 
 import pytest
 from django.db import InterfaceError, OperationalError
-from rest_framework.authentication import TokenAuthentication
-from rest_framework.authtoken.models import Token
+from knox.auth import TokenAuthentication
 from rest_framework.test import APIClient
 
 from predictions.api.views import JobViewSet, PatientViewSet
+from tests.factories import api_token
 
 DATABASE_ERRORS = [OperationalError("connection refused"), InterfaceError("connection closed")]
 
@@ -28,9 +28,8 @@ def test_a_lost_database_is_a_json_503(api: Any, view: type, url: str, error: Ex
 
 
 def test_a_lost_database_while_checking_the_token_is_a_json_503(clinician: Any) -> None:
-    token = Token.objects.create(user=clinician)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(clinician)}")
     with mock.patch.object(
         TokenAuthentication,
         "authenticate_credentials",

@@ -115,14 +115,17 @@ def test_heatmap_is_served_to_its_organisation_only(
     assert outsider_api.get(url).status_code == 404
 
 
-def test_the_openapi_schema_describes_the_api_but_not_the_worker_endpoints(client: Any) -> None:
+def test_the_openapi_schema_describes_the_api_but_not_the_worker_endpoints(
+    client: Any, db: None
+) -> None:
+    # db: the schema is throttled per address like the rest of the API (predictions/security).
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     assert "/api/v1/scans/" in schema["paths"]
     assert not any("internal" in path for path in schema["paths"])
     assert client.get("/api/docs/").status_code == 200
 
 
-def test_the_schema_documents_the_list_filters(client: Any) -> None:
+def test_the_schema_documents_the_list_filters(client: Any, db: None) -> None:
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     jobs = {p["name"]: p["schema"] for p in schema["paths"]["/api/v1/jobs/"]["get"]["parameters"]}
     assert jobs["status"]["enum"] == ["failed", "queued", "running", "succeeded"]

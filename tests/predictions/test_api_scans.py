@@ -49,7 +49,7 @@ BAD_UPLOADS = {
     "truncated": (truncated_jpeg(), "truncated or corrupt"),
     "corrupt": (png_bytes()[:60] + b"\x00" * 200, "truncated or corrupt"),
     "bomb beyond Pillow's limit": (png_claiming_size(50_000, 50_000), "too large in pixels"),
-    "over our pixel limit": (png_claiming_size(8_000, 8_000), "the limit is 40,000,000 pixels"),
+    "over our pixel limit": (png_claiming_size(6_300, 6_300), "the limit is 16,777,216 pixels"),
     "unsupported format": (None, "not accepted"),
     "text bomb before the pixels": (png_with_text_bomb(before_pixels=True), "malicious metadata"),
     "text bomb after the pixels": (png_with_text_bomb(before_pixels=False), "malicious metadata"),
@@ -73,12 +73,22 @@ def test_bad_images_get_a_400_saying_why_and_leave_no_job(
     assert not Job.objects.exists() and not Scan.objects.exists()
 
 
-def test_a_file_over_the_size_limit_is_refused(api: Any, patient: Any, settings: Any) -> None:
+def test_a_file_over_the_size_limit_is_cut_off_with_413(
+    api: Any, patient: Any, settings: Any
+) -> None:
     settings.MAX_UPLOAD_BYTES = 1000
     response = submit(api, patient, png_bytes(256))
-    assert response.status_code == 400
-    assert "the limit is 1,000 bytes" in response.json()["image"][0]
+    assert response.status_code == 413
+    assert response.json()["detail"] == "The file is over the limit of 1,000 bytes."
     assert not Job.objects.exists()
+
+
+def test_two_image_parts_are_refused_not_last_wins(api: Any, patient: Any) -> None:
+    images = [upload(png_bytes(), "first.png"), upload(png_bytes(96), "second.png")]
+    response = api.post(URL, {"image": images, "patient": str(patient.public_id)})
+    assert response.status_code == 400
+    assert "one image per request; this one has 2" in response.json()["image"][0]
+    assert not Job.objects.exists() and not Scan.objects.exists()
 
 
 def test_no_file_is_a_400(api: Any, patient: Any) -> None:

@@ -77,13 +77,21 @@ def test_bad_files_get_the_apis_message_and_leave_no_job(
     assert not Job.objects.exists() and not Scan.objects.exists()
 
 
-def test_a_file_over_the_size_limit_is_refused(portal: Client, patient: Any, settings: Any) -> None:
+def test_a_file_over_the_size_limit_is_cut_off_with_413(
+    portal: Client, patient: Any, settings: Any
+) -> None:
     settings.MAX_UPLOAD_BYTES = 1000
     response = send(portal, patient, png_bytes(256))
+    assert response.status_code == 413
+    assert response.json()["errors"] == ["The file is over the limit of 1,000 bytes."]
+    assert not Job.objects.exists()
+
+
+def test_two_image_parts_are_refused(portal: Client, patient: Any) -> None:
+    images = [SimpleUploadedFile("a.png", png_bytes()), SimpleUploadedFile("b.png", png_bytes())]
+    response = portal.post(upload_url(patient), {"image": images})
     assert response.status_code == 400
-    assert response.json()["errors"] == [
-        f"The file is {len(png_bytes(256)):,} bytes; the limit is 1,000 bytes."
-    ]
+    assert "one image per request" in response.json()["errors"][0]
     assert not Job.objects.exists()
 
 

@@ -4,15 +4,18 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 
 class Command(BaseCommand):
-    help = "Print the API token of a user, creating it if needed (--rotate replaces it)."
+    help = (
+        "Issue a new API token for a user and print it: the only time it is shown, since only "
+        "its hash is stored (--rotate revokes the user's other tokens first)."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("username")
-        parser.add_argument("--rotate", action="store_true", help="revoke the old token first")
+        parser.add_argument("--rotate", action="store_true", help="revoke the old tokens first")
 
     def handle(self, *args: Any, username: str, rotate: bool, **options: Any) -> None:
         try:
@@ -20,6 +23,6 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"no user named {username!r}") from None
         if rotate:
-            Token.objects.filter(user=user).delete()
-        token, _ = Token.objects.get_or_create(user=user)
-        self.stdout.write(token.key)
+            AuthToken.objects.filter(user=user).delete()
+        _, key = AuthToken.objects.create(user=user)
+        self.stdout.write(key)

@@ -5,14 +5,15 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 
 from predictions.models import Membership, Organisation
 
 
 class Command(BaseCommand):
     help = (
-        "Create a demo organisation and clinician (idempotent) and print the login and API token."
+        "Create a demo organisation and clinician (idempotent) and print the login and a new API "
+        "token (tokens are stored hashed, so the demo user's previous one is revoked)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -30,9 +31,10 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save()
         Membership.objects.get_or_create(user=user, defaults={"organisation": clinic})
-        token, _ = Token.objects.get_or_create(user=user)
+        AuthToken.objects.filter(user=user).delete()
+        _, key = AuthToken.objects.create(user=user)
         shown = password or "(unchanged; pass --password to reset it)"
         self.stdout.write(
             f"organisation: {clinic.name}\nusername: {username}\n"
-            f"password: {shown}\napi token: {token.key}"
+            f"password: {shown}\napi token: {key}"
         )

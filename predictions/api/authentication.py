@@ -1,0 +1,33 @@
+"""API token authentication: hashed tokens (django-rest-knox), failures counted per address."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from knox.auth import TokenAuthentication
+from rest_framework import authentication, exceptions
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+from predictions.security import token_failure_limit
+
+
+class ApiTokenAuthentication(TokenAuthentication):
+    """`Authorization: Token <key>`; an address over AUTH_FAILURE_LIMIT failures gets 429.
+
+    The check comes before the key is looked up, so a locked-out address learns nothing
+    about the keys it tries, not even a right one.
+    """
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.authenticate_header(request).lower().encode():
+            return None
+        limit = token_failure_limit()
+        limit.check(request)
+        try:
+            return super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            limit.record_failure(request)
+            raise
