@@ -115,7 +115,8 @@ def measure(site: Site, redis_server: OwnedRedis, args: argparse.Namespace) -> N
 
     def submit() -> Timing:
         files = {"image": ("s.png", image, "image/png")}
-        data = {"patient": patient.json()["id"]}
+        # The same slice every time, on purpose (the site warns about duplicates otherwise).
+        data = {"patient": patient.json()["id"], "allow_duplicate": "true"}
         return timed(lambda: api.post(f"{site.url}/api/v1/scans/", files=files, data=data,
                                       timeout=args.cutoff), expect=202)  # fmt: skip
 
