@@ -7,6 +7,7 @@ is then a cache of the site's. Standard library only.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import shutil
@@ -45,19 +46,38 @@ def file_sha256(path: Path) -> str:
 def pack(registry: ModelRegistry, version: str, archive_dir: Path) -> PackedModel:
     """Return `version` packed in `archive_dir`, packing it on first use.
 
-    A version folder never changes once promoted, so its archive is made once and kept.
+    A version folder never changes once promoted, so its archive is made once and never
+    replaced: several processes of the site may pack it at the same moment, and the first
+    archive to land is the one every process serves and takes the digest of.
     """
     folder = registry.path_of(version)
     archive = archive_dir / f"{version}{ARCHIVE_SUFFIX}"
-    digest_file = archive.with_name(archive.name + ".sha256")
-    if not (archive.is_file() and digest_file.is_file()):
+    if not archive.is_file():
         archive_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=archive_dir, suffix=".part", delete=False) as part:
-            with tarfile.open(fileobj=part, mode="w:gz") as tar:
-                tar.add(folder, arcname=version)
-        digest_file.write_text(file_sha256(Path(part.name)) + "\n")
-        os.replace(part.name, archive)
-    return PackedModel(version, archive, digest_file.read_text().strip(), archive.stat().st_size)
+            # No name, mtime=0: the same folder packs to the same bytes, whoever packs it.
+            with gzip.GzipFile(filename="", fileobj=part, mode="wb", mtime=0) as packed:
+                with tarfile.open(fileobj=packed, mode="w") as tar:
+                    tar.add(folder, arcname=version)
+        try:
+            os.link(part.name, archive)  # fails if another process's archive landed first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(part.name)
+    return PackedModel(version, archive, _digest_of(archive), archive.stat().st_size)
+
+
+def _digest_of(archive: Path) -> str:
+    """The archive's sha256, kept beside it (the archive never changes once made)."""
+    digest_file = archive.with_name(archive.name + ".sha256")
+    if digest_file.is_file():
+        return digest_file.read_text().strip()
+    digest = file_sha256(archive)
+    with tempfile.NamedTemporaryFile("w", dir=archive.parent, delete=False) as handle:
+        handle.write(digest + "\n")
+    os.replace(handle.name, digest_file)
+    return digest
 
 
 def install(registry: ModelRegistry, archive: Path, version: str, sha256: str) -> Path:

@@ -84,3 +84,17 @@ def test_an_archive_that_is_not_exactly_one_version_is_refused(
         install(worker, archive, "tiny-b", digest)
     assert not (tmp_path / "worker" / "tiny-b").exists()
     assert not (tmp_path / "etc").exists()
+
+
+def test_packing_is_deterministic_and_an_existing_archive_is_never_replaced(
+    source: ModelRegistry, tmp_path: Path
+) -> None:
+    # Two site processes packing at once must serve one archive with its own digest.
+    first = pack(source, "tiny-a", tmp_path / "one")
+    second = pack(source, "tiny-a", tmp_path / "two")
+    assert first.sha256 == second.sha256
+    assert first.path.read_bytes() == second.path.read_bytes()
+    inode = first.path.stat().st_ino
+    (tmp_path / "one" / "tiny-a.tar.gz.sha256").unlink()  # a lost digest is taken again
+    again = pack(source, "tiny-a", tmp_path / "one")
+    assert again.sha256 == first.sha256 and again.path.stat().st_ino == inode
