@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from rest_framework.test import APIClient
 
 from tests.factories import PredictionFactory, UserFactory
 
@@ -28,3 +29,15 @@ def outsider_portal(db: None) -> Client:
 def prediction(patient: Any) -> Any:
     """A succeeded job of the clinician's patient, with its prediction."""
     return PredictionFactory(job__scan__patient=patient)
+
+
+WORKER_SECRET = "test-worker-secret"
+
+
+@pytest.fixture
+def worker_api(settings: Any) -> APIClient:
+    """A client of the workers' internal API, with the site's worker secret."""
+    settings.WORKER_SECRET = WORKER_SECRET
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Worker {WORKER_SECRET}")
+    return client

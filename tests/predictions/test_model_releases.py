@@ -15,8 +15,7 @@ from rest_framework.test import APIClient
 from ml.registry import ModelRegistry
 from ml.testing import make_tiny_artefact
 from predictions.models import WorkerModelState
-
-SECRET = "test-worker-secret"
+from tests.predictions.conftest import WORKER_SECRET as SECRET
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +37,6 @@ def site_registry(
     registry = ModelRegistry(root)
     registry.promote("tiny-a")
     return registry
-
-
-@pytest.fixture
-def worker_api(settings: Any) -> APIClient:
-    settings.WORKER_SECRET = SECRET
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Worker {SECRET}")
-    return client
 
 
 def state_body(**changes: str) -> dict[str, str]:

@@ -8,18 +8,10 @@ from rest_framework.test import APIClient
 
 from predictions.models import Job, Prediction
 from tests.factories import JobFactory, UserFactory
+from tests.predictions.conftest import WORKER_SECRET as SECRET
 from workers.contracts import CONTRACT_VERSION, FailureCode, FailureReport, PredictionResult
 
-SECRET = "test-worker-secret"
 PROBABILITIES = {"glioma": 0.1, "meningioma": 0.7, "no_tumor": 0.1, "pituitary": 0.1}
-
-
-@pytest.fixture
-def worker_api(settings: Any) -> APIClient:
-    settings.WORKER_SECRET = SECRET
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Worker {SECRET}")
-    return client
 
 
 @pytest.fixture
