@@ -244,8 +244,11 @@ def app_services(env: dict[str, str]) -> list[Service]:
     commands = {
         "web": [python, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{WEB_PORT}",
                 "--workers", "2", "--threads", "4", "--access-logfile", "-"],
-        # One local worker serves both queues, so GPU and CPU jobs both run on a laptop.
-        "worker": [python, "-m", "celery", "-A", "workers.app", "worker", "-l", "INFO",
+        # One local worker serves both queues, so GPU and CPU jobs both run on a laptop. At a
+        # lower CPU priority (nice 10): loading or running the model must not starve the web
+        # server of the same machine (its /healthz must answer within a second).
+        "worker": ["nice", "-n", "10",
+                   python, "-m", "celery", "-A", "workers.app", "worker", "-l", "INFO",
                    "-I", "workers.control", "-Q", ",".join(local_queues(env)),
                    "-c", concurrency, "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
