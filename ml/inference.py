@@ -227,6 +227,9 @@ class InferenceEngine:
             return preprocess_bytes_with_geometry(image, self.config)
         except InvalidImageError as exc:
             return exc
+        except Exception as exc:
+            # Whatever a decoder raises about one image must not sink the others of its batch.
+            return InvalidImageError(f"the image cannot be decoded ({type(exc).__name__}: {exc})")
 
     def _explain_decoded(
         self,

@@ -30,8 +30,9 @@ from pathlib import Path
 from types import FrameType
 
 from webapp.local_redis import RedisUnavailable, port_is_open, start_redis
+from workers.batch_settings import batch_settings
 from workers.config import cpu_queue, inference_queue
-from workers.env import ConfigError, env_float, env_int, env_str
+from workers.env import ConfigError, env_choice, env_float, env_int, env_str
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
@@ -63,6 +64,11 @@ def main() -> int:
 
 
 def run(env: dict[str, str], services: list[Service], signals: Signals) -> int:
+    try:
+        local_worker_pool(env)
+    except ConfigError as exc:
+        say(f"configuration: {exc}")
+        return 2
     if redis := redis_service(env):
         redis.start()
         services.append(redis)
@@ -240,23 +246,34 @@ def prepare_database(env: dict[str, str]) -> None:
 
 def app_services(env: dict[str, str]) -> list[Service]:
     python = sys.executable
-    concurrency = env.get("WORKER_CONCURRENCY", "1")
+    pool, pool_size = local_worker_pool(env)
     commands = {
         "web": [python, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{WEB_PORT}",
                 "--workers", "2", "--threads", "4", "--access-logfile", "-"],
         # One local worker serves both queues, so GPU and CPU jobs both run on a laptop. At a
         # lower CPU priority (nice 10): loading or running the model must not starve the web
-        # server of the same machine (its /healthz must answer within a second).
+        # server of the same machine (its /healthz must answer within a second). The threads
+        # pool batches jobs across tasks (workers.batching) in one process.
         "worker": ["nice", "-n", "10",
                    python, "-m", "celery", "-A", "workers.app", "worker", "-l", "INFO",
                    "-I", "workers.control", "-Q", ",".join(local_queues(env)),
-                   "-c", concurrency, "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
+                   "-P", pool, "-c", str(pool_size),
+                   "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
         "sweeper": [python, "manage.py", "sweep_jobs", "--loop"],
         # Sends finished DICOM studies' results to each organisation's PACS (docs/pacs.md).
         "pacs-sender": [python, "manage.py", "send_pacs_results", "--loop", "--interval", "5"],
     }  # fmt: skip
     return [Service(name, launcher(command, env)) for name, command in commands.items()]
+
+
+def local_worker_pool(env: dict[str, str]) -> tuple[str, int]:
+    """(pool, -c): threads batching WORKER_BATCH_SIZE jobs by default; WORKER_POOL=prefork
+    runs WORKER_CONCURRENCY processes, one job at a time each."""
+    pool = env_choice("WORKER_POOL", ("threads", "prefork", "solo"), "threads", env)
+    if pool == "threads":
+        return pool, batch_settings(env).size
+    return pool, env_int("WORKER_CONCURRENCY", 1, minimum=1, environ=env)
 
 
 def launcher(command: list[str], env: dict[str, str]) -> Callable[[], subprocess.Popen[bytes]]:

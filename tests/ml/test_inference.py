@@ -113,9 +113,10 @@ def test_a_bad_or_refused_image_fails_only_its_own_place_in_the_batch(
 
 def test_explain_many_of_nothing_or_only_bad_images(engine: InferenceEngine) -> None:
     assert engine.explain_many([]) == []
-    outcomes = engine.explain_many([b"", blank_png()])
+    outcomes = engine.explain_many([b"", blank_png(), b"\x89PNG\r\n\x1a\n cut"])
     assert isinstance(outcomes[0], InvalidImageError)
     assert isinstance(outcomes[1], NotBrainMRIError)
+    assert isinstance(outcomes[2], InvalidImageError)
 
 
 def test_explain_many_over_one_model_batch(engine: InferenceEngine) -> None:
