@@ -80,19 +80,35 @@ class Explainer(Protocol):
     def explain_many(self, images: Sequence[bytes]) -> list[Any]: ...
 
 
+# While waiting for more jobs, how often to ask whether any are still on their way.
+POLL_S = 0.002
+
+
 class Batcher:
     """Collect tickets into batches of at most `size`, waiting at most `wait_s` for more.
+
+    `held`, when given, says how many jobs the worker holds (messages it has received and
+    not finished). Once every one of them is in the batch, more waiting only adds latency,
+    so the batch runs at once: a lone job waits for nothing, while under load the jobs
+    that arrive during a batch make the next one fuller.
 
     `run_batch` must resolve every ticket's future; any it leaves unresolved (or all of
     them, if it raises) get the error, so no task ever waits forever.
     """
 
-    def __init__(self, run_batch: Callable[[list[Ticket]], None], size: int, wait_s: float) -> None:
+    def __init__(
+        self,
+        run_batch: Callable[[list[Ticket]], None],
+        size: int,
+        wait_s: float,
+        held: Callable[[], int] | None = None,
+    ) -> None:
         if size < 1 or wait_s < 0:
             raise ValueError(f"a batch needs size >= 1 and wait >= 0, got {size}, {wait_s}")
         self.run_batch = run_batch
         self.size = size
         self.wait_s = wait_s
+        self.held = held
         self._queue: queue.Queue[Ticket] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -129,18 +145,26 @@ class Batcher:
         deadline = time.monotonic() + self.wait_s
         while len(batch) < self.size:
             remaining = deadline - time.monotonic()
+            if remaining > 0 and self._queue.empty() and self._all_held_in(batch):
+                break
             try:
-                # After the wait, still take what is already queued: it costs no latency.
-                ticket = (
-                    self._queue.get(timeout=remaining)
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
+                if remaining <= 0:
+                    # After the wait, still take what is already queued: it costs no latency.
+                    ticket = self._queue.get_nowait()
+                else:
+                    ticket = self._queue.get(
+                        timeout=min(remaining, POLL_S) if self.held else remaining
+                    )
             except queue.Empty:
+                if remaining > 0:
+                    continue
                 break
             if ticket.future.set_running_or_notify_cancel():
                 batch.append(ticket)
         return batch
+
+    def _all_held_in(self, batch: list[Ticket]) -> bool:
+        return self.held is not None and self.held() <= len(batch)
 
     def run_now(self, batch: list[Ticket]) -> None:
         """Run one batch; afterwards every ticket in it is resolved, whatever happened."""

@@ -88,9 +88,16 @@ def use_batches(sender: Any, **kwargs: object) -> None:
         )  # fmt: skip
     worker = sender.hostname or socket.gethostname()
     runner = BatchRunner(site_client(), model_loader.current_engine, worker, knobs.fetch_threads)
-    _batcher = Batcher(runner, knobs.size, knobs.wait_s)
+    _batcher = Batcher(runner, knobs.size, knobs.wait_s, held=jobs_held)
     log.info("batching up to %d jobs, waiting at most %d ms", knobs.size, knobs.wait_ms)
     preload_model()
+
+
+def jobs_held() -> int:
+    """Messages this worker has received and not finished (ETA retries not yet due excluded)."""
+    from celery.worker import state
+
+    return len(state.reserved_requests)
 
 
 @worker_process_init.connect

@@ -365,3 +365,33 @@ def test_a_job_no_batch_took_in_time_is_retried_and_never_runs(
     blocker.future.exception(timeout=5)
     assert batcher.collect(block=False) == []  # the cancelled ticket is skipped
     site.post_failure.assert_not_called()
+
+
+def test_a_lone_job_the_worker_holds_waits_for_nothing() -> None:
+    batcher = Batcher(mock.Mock(), size=16, wait_s=5, held=lambda: 1)
+    batcher._queue.put(Ticket(IDS[0], 2))
+    started = time.monotonic()
+    assert len(batcher.collect()) == 1
+    assert time.monotonic() - started < 0.5
+
+
+def test_the_batch_waits_for_jobs_the_worker_holds_but_has_not_handed_over_yet() -> None:
+    held = [3]
+    batcher = Batcher(mock.Mock(), size=16, wait_s=5, held=lambda: held[0])
+    batcher._queue.put(Ticket(IDS[0], 2))
+    threading.Timer(0.1, lambda: batcher._queue.put(Ticket(IDS[1], 2))).start()
+    threading.Timer(0.2, lambda: batcher._queue.put(Ticket(IDS[2], 2))).start()
+    started = time.monotonic()
+    assert [t.job_id for t in batcher.collect()] == IDS[:3]
+    assert 0.15 < time.monotonic() - started < 1.0  # not the whole 5 s wait
+
+
+def test_jobs_held_counts_the_workers_reserved_messages() -> None:
+    from celery.worker import state
+
+    request = mock.Mock()
+    state.task_reserved(request)
+    try:
+        assert tasks.jobs_held() >= 1
+    finally:
+        state.task_ready(request)
