@@ -39,6 +39,8 @@ try:
     WEB_PORT = env_int("WEB_PORT", 8000, minimum=1)
     FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1)
     GRACE_S = env_float("RUNSTACK_GRACE_S", 15.0, minimum=0.0)
+    # Local worker processes; the benchmark measures one and two.
+    WORKER_PROCESSES = env_int("WORKER_PROCESSES", 1, minimum=1)
 except ConfigError as exc:
     sys.exit(f"[runstack] {exc}")
 FIRST_DELAY_S, MAX_DELAY_S = 1.0, 30.0
@@ -240,23 +242,34 @@ def prepare_database(env: dict[str, str]) -> None:
 
 def app_services(env: dict[str, str]) -> list[Service]:
     python = sys.executable
-    concurrency = env.get("WORKER_CONCURRENCY", "1")
     commands = {
         "web": [python, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{WEB_PORT}",
                 "--workers", "2", "--threads", "4", "--access-logfile", "-"],
-        # One local worker serves both queues, so GPU and CPU jobs both run on a laptop. At a
-        # lower CPU priority (nice 10): loading or running the model must not starve the web
-        # server of the same machine (its /healthz must answer within a second).
-        "worker": ["nice", "-n", "10",
-                   python, "-m", "celery", "-A", "workers.app", "worker", "-l", "INFO",
-                   "-I", "workers.control", "-Q", ",".join(local_queues(env)),
-                   "-c", concurrency, "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
+        **worker_commands(env),
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
         "sweeper": [python, "manage.py", "sweep_jobs", "--loop"],
         # Sends finished DICOM studies' results to each organisation's PACS (docs/pacs.md).
         "pacs-sender": [python, "manage.py", "send_pacs_results", "--loop", "--interval", "5"],
     }  # fmt: skip
     return [Service(name, launcher(command, env)) for name, command in commands.items()]
+
+
+def worker_commands(env: dict[str, str]) -> dict[str, list[str]]:
+    """WORKER_PROCESSES local workers (default one), each serving both queues, so GPU and
+    CPU jobs both run on a laptop. At a lower CPU priority (nice 10): loading or running
+    the model must not starve the web server of the same machine (its /healthz must
+    answer within a second)."""
+    concurrency = env.get("WORKER_CONCURRENCY", "1")
+    label = env.get("WORKER_HOST_LABEL", "%h")
+    commands = {}
+    for number in range(1, WORKER_PROCESSES + 1):
+        suffix = "" if number == 1 else f"-{number}"
+        commands[f"worker{suffix}"] = [
+            "nice", "-n", "10", sys.executable, "-m", "celery", "-A", "workers.app", "worker",
+            "-l", "INFO", "-I", "workers.control", "-Q", ",".join(local_queues(env)),
+            "-c", concurrency, "-n", f"cpu{suffix}@{label}",
+        ]  # fmt: skip
+    return commands
 
 
 def launcher(command: list[str], env: dict[str, str]) -> Callable[[], subprocess.Popen[bytes]]:
