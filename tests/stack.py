@@ -25,7 +25,10 @@ WATCHDOG = re.compile(r"^\[runstack\] watchdog pid (\d+)$", re.MULTILINE)
 class RunningStack:
     """The launcher in a session of its own, as a terminal would run it; its output in a log."""
 
-    def __init__(self, var_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, var_dir: Path, extra_env: dict[str, str] | None = None, root: Path = ROOT
+    ) -> None:
+        """`root`: the checkout whose launcher runs (the benchmark runs an older one too)."""
         self.web_port, self.flower_port = free_port(), free_port()
         env = {**os.environ, "VAR_DIR": str(var_dir), "WEB_PORT": str(self.web_port),
                "FLOWER_PORT": str(self.flower_port), **(extra_env or {})}  # fmt: skip
@@ -33,7 +36,7 @@ class RunningStack:
         var_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "webapp.runstack"], cwd=ROOT, env=env,
+                [sys.executable, "-m", "webapp.runstack"], cwd=root, env=env,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         self.site_url = f"http://127.0.0.1:{self.web_port}"

@@ -40,6 +40,8 @@ try:
     WEB_PORT = env_int("WEB_PORT", 8000, minimum=1)
     FLOWER_PORT = env_int("FLOWER_PORT", 5555, minimum=1)
     GRACE_S = env_float("RUNSTACK_GRACE_S", 15.0, minimum=0.0)
+    # Local worker processes; the benchmark measures one and two.
+    WORKER_PROCESSES = env_int("WORKER_PROCESSES", 1, minimum=1)
 except ConfigError as exc:
     sys.exit(f"[runstack] {exc}")
 FIRST_DELAY_S, MAX_DELAY_S = 1.0, 30.0
@@ -246,19 +248,10 @@ def prepare_database(env: dict[str, str]) -> None:
 
 def app_services(env: dict[str, str]) -> list[Service]:
     python = sys.executable
-    pool, pool_size = local_worker_pool(env)
     commands = {
         "web": [python, "-m", "gunicorn", "webapp.wsgi", "-b", f"127.0.0.1:{WEB_PORT}",
                 "--workers", "2", "--threads", "4", "--access-logfile", "-"],
-        # One local worker serves both queues, so GPU and CPU jobs both run on a laptop. At a
-        # lower CPU priority (nice 10): loading or running the model must not starve the web
-        # server of the same machine (its /healthz must answer within a second). The threads
-        # pool batches jobs across tasks (workers.batching) in one process.
-        "worker": ["nice", "-n", "10",
-                   python, "-m", "celery", "-A", "workers.app", "worker", "-l", "INFO",
-                   "-I", "workers.control", "-Q", ",".join(local_queues(env)),
-                   "-P", pool, "-c", str(pool_size),
-                   "-n", f"cpu@{env.get('WORKER_HOST_LABEL', '%h')}"],
+        **worker_commands(env),
         "flower": flower_command(FLOWER_PORT, VAR / "flower.db"),
         "sweeper": [python, "manage.py", "sweep_jobs", "--loop"],
         # Sends finished DICOM studies' results to each organisation's PACS (docs/pacs.md).
@@ -274,6 +267,25 @@ def local_worker_pool(env: dict[str, str]) -> tuple[str, int]:
     if pool == "threads":
         return pool, batch_settings(env).size
     return pool, env_int("WORKER_CONCURRENCY", 1, minimum=1, environ=env)
+
+
+def worker_commands(env: dict[str, str]) -> dict[str, list[str]]:
+    """WORKER_PROCESSES local workers (default one), each serving both queues, so GPU and
+    CPU jobs both run on a laptop. At a lower CPU priority (nice 10): loading or running
+    the model must not starve the web server of the same machine (its /healthz must
+    answer within a second). The threads pool (default) batches jobs across tasks in each
+    worker process (workers.batching)."""
+    pool, pool_size = local_worker_pool(env)
+    label = env.get("WORKER_HOST_LABEL", "%h")
+    commands = {}
+    for number in range(1, WORKER_PROCESSES + 1):
+        suffix = "" if number == 1 else f"-{number}"
+        commands[f"worker{suffix}"] = [
+            "nice", "-n", "10", sys.executable, "-m", "celery", "-A", "workers.app", "worker",
+            "-l", "INFO", "-I", "workers.control", "-Q", ",".join(local_queues(env)),
+            "-P", pool, "-c", str(pool_size), "-n", f"cpu{suffix}@{label}",
+        ]  # fmt: skip
+    return commands
 
 
 def launcher(command: list[str], env: dict[str, str]) -> Callable[[], subprocess.Popen[bytes]]:

@@ -98,6 +98,11 @@ def celery_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
             f"TASK_TIME_LIMIT ({hard_limit}s), or running tasks are delivered twice"
         )
     restore_interval = env_int("BROKER_RESTORE_INTERVAL", 10, minimum=1, environ=environ)
+    # A link between clouds can fail without closing the TCP connection (a cut, a NAT or
+    # firewall timeout). Without a socket timeout a publish (a retry, an event) on such a
+    # connection waits forever; with it the command fails and kombu reconnects, which
+    # succeeds as soon as the link is back. It must exceed BRPOP's 1 s server-side wait.
+    socket_timeout = env_int("BROKER_SOCKET_TIMEOUT", 10, minimum=5, environ=environ)
     settings: dict[str, Any] = {
         "broker_url": url,
         "broker_connection_retry_on_startup": True,
@@ -106,6 +111,9 @@ def celery_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
             "unacked_restore_interval": restore_interval,
             # Scan for expired messages on every sweep, so restore_interval alone sets the delay.
             "unacked_restore_throttle": 1,
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "socket_keepalive": True,
         },
         # The job row in the site's database is the source of truth, not a result backend.
         "result_backend": None,

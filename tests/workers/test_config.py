@@ -19,6 +19,17 @@ def test_defaults_are_safe_for_a_crashing_worker() -> None:
     assert settings["task_time_limit"] < options["visibility_timeout"] < 3600
 
 
+def test_a_dead_broker_connection_times_out_instead_of_hanging() -> None:
+    # kombu waits forever on a half-open connection (a cut link between clouds) without it.
+    options = celery_settings({})["broker_transport_options"]
+    assert options["socket_timeout"] == options["socket_connect_timeout"] == 10
+    assert options["socket_keepalive"] is True
+    shorter = celery_settings({"BROKER_SOCKET_TIMEOUT": "20"})["broker_transport_options"]
+    assert shorter["socket_timeout"] == 20
+    with pytest.raises(ConfigError, match="BROKER_SOCKET_TIMEOUT"):
+        celery_settings({"BROKER_SOCKET_TIMEOUT": "1"})
+
+
 def test_celery_broker_url_wins_over_redis_url() -> None:
     env = {"REDIS_URL": "redis://a:6379/0", "CELERY_BROKER_URL": "redis://b:6379/1"}
     assert broker_url(env) == "redis://b:6379/1"
