@@ -66,6 +66,9 @@ def decode_image(
             raise InvalidImageError("not an image (JPEG or PNG expected)") from None
         except Image.DecompressionBombError:
             raise InvalidImageError("image too large in pixels") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            # A known header whose first chunks are cut off or corrupt (PIL reads them on open).
+            raise InvalidImageError(f"truncated or corrupt image ({exc})") from None
         if image.width * image.height > max_pixels:
             raise InvalidImageError(f"image too large: {image.width} x {image.height} pixels")
         image.info[SOURCE_SIZE_KEY] = image.size

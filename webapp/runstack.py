@@ -30,8 +30,9 @@ from pathlib import Path
 from types import FrameType
 
 from webapp.local_redis import RedisUnavailable, port_is_open, start_redis
+from workers.batch_settings import batch_settings
 from workers.config import cpu_queue, inference_queue
-from workers.env import ConfigError, env_float, env_int, env_str
+from workers.env import ConfigError, env_choice, env_float, env_int, env_str
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
@@ -65,6 +66,11 @@ def main() -> int:
 
 
 def run(env: dict[str, str], services: list[Service], signals: Signals) -> int:
+    try:
+        local_worker_pool(env)
+    except ConfigError as exc:
+        say(f"configuration: {exc}")
+        return 2
     if redis := redis_service(env):
         redis.start()
         services.append(redis)
@@ -254,12 +260,22 @@ def app_services(env: dict[str, str]) -> list[Service]:
     return [Service(name, launcher(command, env)) for name, command in commands.items()]
 
 
+def local_worker_pool(env: dict[str, str]) -> tuple[str, int]:
+    """(pool, -c): threads batching WORKER_BATCH_SIZE jobs by default; WORKER_POOL=prefork
+    runs WORKER_CONCURRENCY processes, one job at a time each."""
+    pool = env_choice("WORKER_POOL", ("threads", "prefork", "solo"), "threads", env)
+    if pool == "threads":
+        return pool, batch_settings(env).size
+    return pool, env_int("WORKER_CONCURRENCY", 1, minimum=1, environ=env)
+
+
 def worker_commands(env: dict[str, str]) -> dict[str, list[str]]:
     """WORKER_PROCESSES local workers (default one), each serving both queues, so GPU and
     CPU jobs both run on a laptop. At a lower CPU priority (nice 10): loading or running
     the model must not starve the web server of the same machine (its /healthz must
-    answer within a second)."""
-    concurrency = env.get("WORKER_CONCURRENCY", "1")
+    answer within a second). The threads pool (default) batches jobs across tasks in each
+    worker process (workers.batching)."""
+    pool, pool_size = local_worker_pool(env)
     label = env.get("WORKER_HOST_LABEL", "%h")
     commands = {}
     for number in range(1, WORKER_PROCESSES + 1):
@@ -267,7 +283,7 @@ def worker_commands(env: dict[str, str]) -> dict[str, list[str]]:
         commands[f"worker{suffix}"] = [
             "nice", "-n", "10", sys.executable, "-m", "celery", "-A", "workers.app", "worker",
             "-l", "INFO", "-I", "workers.control", "-Q", ",".join(local_queues(env)),
-            "-c", concurrency, "-n", f"cpu{suffix}@{label}",
+            "-P", pool, "-c", str(pool_size), "-n", f"cpu{suffix}@{label}",
         ]  # fmt: skip
     return commands
 

@@ -3,8 +3,12 @@
     WORKER_ROLE=gpu|cpu          gpu (default): one process per GPU; cpu: prefork pool
     WORKER_HOST_LABEL=aws-eu-1   where it runs; the worker is named <role>@<label>
     WORKER_QUEUES=a,b            default: the role's queue (INFERENCE_QUEUE or CPU_QUEUE)
-    WORKER_CONCURRENCY=1         processes, each with its own copy of the model
-    WORKER_POOL=prefork|solo     default prefork
+    WORKER_CONCURRENCY=1         processes, each with its own copy of the model (prefork)
+    WORKER_POOL=threads|prefork|solo
+                                 default threads for gpu, prefork for cpu. threads: one
+                                 process batching jobs across tasks, WORKER_BATCH_SIZE
+                                 threads (workers.batching); prefork, solo: one job at a time
+    WORKER_BATCH_SIZE=16, WORKER_BATCH_WAIT_MS=20 (threads pool: workers.batch_settings)
     CELERY_BROKER_URL, BROKER_TLS_CA_FILE, SITE_URL, WORKER_SECRET, MODEL_REGISTRY_DIR
 
 It checks the broker, the site and the model first (see `workers.preflight`),
@@ -23,6 +27,7 @@ import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 
+from workers.batch_settings import batch_settings
 from workers.config import DEVICES, celery_settings, queue_for_device
 from workers.env import ConfigError, env_choice, env_int, env_list, env_str
 from workers.preflight import Passed, PreflightError, run_checks
@@ -39,6 +44,12 @@ class WorkerOptions:
     concurrency: int
     pool: str
     loglevel: str
+    batch_size: int = 1
+
+    @property
+    def pool_size(self) -> int:
+        """Celery's -c: threads of the one batching process, or processes of a prefork pool."""
+        return self.batch_size if self.pool == "threads" else self.concurrency
 
     @property
     def name(self) -> str:
@@ -51,7 +62,7 @@ class WorkerOptions:
             "-n", self.name,
             "-Q", ",".join(self.queues),
             "-P", self.pool,
-            "-c", str(self.concurrency),
+            "-c", str(self.pool_size),
             "-l", self.loglevel,
         ]  # fmt: skip
 
@@ -62,12 +73,18 @@ def options_from(environ: Mapping[str, str]) -> WorkerOptions:
     if not _LABEL.match(label):
         raise ConfigError(f"WORKER_HOST_LABEL may hold letters, digits, . _ - only, got {label!r}")
     queues = tuple(env_list("WORKER_QUEUES", environ=environ))
-    pool = env_choice("WORKER_POOL", POOLS, "prefork", environ)
+    # A GPU worker is one process per card: batching across tasks is how it fills the card.
+    pool = env_choice("WORKER_POOL", POOLS, "threads" if role == "gpu" else "prefork", environ)
     concurrency = env_int("WORKER_CONCURRENCY", 1, minimum=1, environ=environ)
     if role == "gpu" and concurrency > 1:
         raise ConfigError(
             "a GPU worker runs one process per GPU: set WORKER_CONCURRENCY=1 and start one "
             "worker per GPU, each with its own CUDA_VISIBLE_DEVICES and WORKER_HOST_LABEL"
+        )
+    if pool == "threads" and concurrency > 1:
+        raise ConfigError(
+            "WORKER_POOL=threads is one process that batches jobs (WORKER_BATCH_SIZE threads): "
+            "set WORKER_CONCURRENCY=1 and start more workers for more processes"
         )
     return WorkerOptions(
         role=role,
@@ -76,6 +93,7 @@ def options_from(environ: Mapping[str, str]) -> WorkerOptions:
         concurrency=concurrency,
         pool=pool,
         loglevel=env_str("WORKER_LOGLEVEL", "INFO", environ),
+        batch_size=batch_settings(environ).size,
     )
 
 

@@ -16,11 +16,18 @@ import base64
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 # Version 1 had no `needs_review` on results and no `failure_code` on failures. Messages of
 # version 1 still in flight during an upgrade are accepted on both sides; what the
-# site assumes for their missing fields is in docs/operations.md.
-ACCEPTED_VERSIONS: tuple[int, ...] = (1, 2)
+# site assumes for their missing fields is in docs/operations.md. Version 3 added the bulk
+# endpoints (start many jobs, post many outcomes in one request); results and failures
+# kept their shape, and the per-job endpoints stay for workers of versions 1 and 2.
+ACCEPTED_VERSIONS: tuple[int, ...] = (1, 2, 3)
+# What task messages carry. The request has not changed since version 2, so the site keeps
+# sending 2: workers of version 2 still serve what an upgraded site queues during a rollout.
+REQUEST_VERSION = 2
+# The most items one bulk request may carry (start or outcomes); the site answers 400 above it.
+MAX_BULK_ITEMS = 256
 TASK_NAME = "workers.predict_scan"
 LABELS: tuple[str, ...] = ("glioma", "meningioma", "no_tumor", "pituitary")
 
@@ -59,14 +66,14 @@ def check_version(version: int, side: str) -> int:
 @dataclass(frozen=True)
 class PredictionRequest:
     job_id: str
-    version: int = CONTRACT_VERSION
+    version: int = REQUEST_VERSION
 
     def task_kwargs(self) -> dict[str, str | int]:
         return {"job_id": self.job_id, "contract_version": self.version}
 
     @classmethod
     def from_task_kwargs(cls, job_id: str, contract_version: int) -> PredictionRequest:
-        # Version 2 changed only results and failures, so a version 1 request is the same.
+        # Versions 2 and 3 changed only reports, so a request of any accepted version is the same.
         return cls(job_id=job_id, version=check_version(contract_version, "worker"))
 
 

@@ -28,7 +28,8 @@ def worker_info(state: Any, **kwargs: Any) -> dict[str, Any]:
         "model_version_at_start": os.environ.get("WORKER_MODEL_VERSION", ""),
         "model_sync": model_sync_state(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-        # Must stay False for a prefork pool: TensorFlow is not fork-safe.
+        # Must stay False for a prefork pool: TensorFlow is not fork-safe. A threads pool
+        # (the batching worker) never forks and loads the model here: True is expected.
         "tensorflow_in_parent": "tensorflow" in sys.modules,
     }
 

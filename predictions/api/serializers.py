@@ -27,6 +27,7 @@ from predictions.models import (
 from predictions.reviews import COMMENT_MAX_LENGTH
 from workers.config import DEVICES
 from workers.contracts import (
+    MAX_BULK_ITEMS,
     ContractError,
     FailureCode,
     FailureReport,
@@ -207,6 +208,38 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 class WorkerStartSerializer(serializers.Serializer):
     worker = serializers.CharField(max_length=200)
+
+
+class WorkerBulkStartSerializer(serializers.Serializer):
+    """Contract 3: start many jobs. Ids are checked one by one, so one bad id fails only itself."""
+
+    worker = serializers.CharField(max_length=200)
+    jobs = serializers.ListField(
+        child=serializers.CharField(max_length=100, trim_whitespace=False),
+        allow_empty=False,
+        max_length=MAX_BULK_ITEMS,
+    )
+
+
+class WorkerOutcomesSerializer(serializers.Serializer):
+    """Contract 3: many results and failures, each `{"id": ..., <the per-job body>}`.
+
+    Only the envelope is checked here; each item is checked on its own by the per-job
+    serializers, so one invalid item is refused alone.
+    """
+
+    results = serializers.ListField(child=serializers.DictField(), required=False, default=list)
+    failures = serializers.ListField(child=serializers.DictField(), required=False, default=list)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        count = len(attrs["results"]) + len(attrs["failures"])
+        if count == 0:
+            raise serializers.ValidationError("send at least one result or failure")
+        if count > MAX_BULK_ITEMS:
+            raise serializers.ValidationError(
+                f"{count} items: at most {MAX_BULK_ITEMS} results and failures per request"
+            )
+        return attrs
 
 
 def _contract_version(value: int) -> int:

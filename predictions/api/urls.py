@@ -13,6 +13,11 @@ router.register("scans", views.ScanViewSet, basename="scan")
 router.register("jobs", views.JobViewSet, basename="job")
 
 internal_urls = [
+    # Contract 3's bulk endpoints, before the per-job ones (which take a UUID, not these words).
+    path("internal/jobs/start/", internal.BulkStartView.as_view(), name="worker-bulk-start"),
+    path(
+        "internal/jobs/outcomes/", internal.BulkOutcomesView.as_view(), name="worker-bulk-outcomes"
+    ),
     path(
         "internal/jobs/<uuid:job_id>/start/", internal.JobStartView.as_view(), name="worker-start"
     ),

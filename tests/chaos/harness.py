@@ -32,7 +32,7 @@ from webapp.local_redis import free_port
 
 # Production defaults are minutes; these make every recovery path show within seconds.
 STACK_ENV = {
-    "WORKER_CONCURRENCY": "2",
+    # The worker is `make run`'s: one batching process (threads pool), default batch knobs.
     # Above the worker's 30 s wait for the site, so a site restarting is waited out.
     "TASK_TIME_LIMIT": "45",
     "TASK_SOFT_TIME_LIMIT": "40",
@@ -227,18 +227,6 @@ class ChaosStack:
 
     def worker_group(self) -> int:
         return self.stack.service_pids()["worker"]
-
-    def worker_children(self) -> list[int]:
-        """The worker's pool processes (the ones that run tasks)."""
-        parent = self.worker_group()
-        children = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                    if ppid == parent:
-                        children.append(int(entry.name))
-        return children
 
     def close(self) -> None:
         self.stack.close()

@@ -94,7 +94,8 @@ def start_worker(
 ) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(**extra_env: str) -> WorkerProcess:
+    def start(pool: str = "prefork", threads: int = 1, **extra_env: str) -> WorkerProcess:
+        """`pool="threads"`: the batching worker, with `threads` task threads (one process)."""
         name = f"w{len(started)}-{uuid.uuid4().hex[:6]}@test"
         env = {
             **os.environ,
@@ -108,7 +109,7 @@ def start_worker(
         }
         log_path = tmp_path / f"{name}.log"
         command = [sys.executable, "-m", "celery", "-A", "workers.app", "worker",
-                   "-Q", queue_name, "-c", "1", "-n", name, "-l", "INFO",
+                   "-Q", queue_name, "-P", pool, "-c", str(threads), "-n", name, "-l", "INFO",
                    "--without-gossip", "--without-mingle"]  # fmt: skip
         with open(log_path, "wb") as log_file:
             process = subprocess.Popen(

@@ -20,10 +20,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 LABELS = {"glioma", "meningioma", "no_tumor", "pituitary"}
 
 
+@pytest.mark.parametrize("pool", ["prefork", "threads"])
 def test_a_submitted_scan_is_classified_by_a_worker(
-    site: str, caller: Any, start_worker: Any
+    site: str, caller: Any, start_worker: Any, pool: str
 ) -> None:
-    worker = start_worker()
+    worker = start_worker(pool=pool, threads=16 if pool == "threads" else 1)
     job = submit(site, caller)
     body = poll_until_finished(caller[0], job["url"], timeout_s=60)
 

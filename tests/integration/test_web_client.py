@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from predictions.models import Job
 from tests.factories import JobFactory
 from tests.integration.conftest import WORKER_SECRET
 from webapp.local_redis import free_port
-from workers.contracts import PredictionResult
+from workers.contracts import FailureCode, FailureReport, PredictionResult
 from workers.web_client import SiteClient, SiteError
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -49,3 +51,25 @@ def test_check_passes_against_the_site_and_fails_with_a_wrong_secret(site: str) 
     SiteClient(site, WORKER_SECRET).check()
     with pytest.raises(SiteError, match="401"):
         SiteClient(site, "wrong").check()
+
+
+def test_bulk_start_and_outcomes_against_the_real_site(site: str) -> None:
+    first, second, finished = JobFactory(), JobFactory(), JobFactory(status=Job.Status.SUCCEEDED)
+    client = SiteClient(site, WORKER_SECRET)
+    ids = [str(first.public_id), str(second.public_id), str(finished.public_id)]
+    answers = client.start_many([*ids, ids[0], "00000000-0000-0000-0000-000000000000"], "w")
+    assert [answers[i].proceed for i in ids] == [True, True, False]  # type: ignore[union-attr]
+    unknown = answers["00000000-0000-0000-0000-000000000000"]
+    assert isinstance(unknown, SiteError) and unknown.permanent
+    failure = FailureReport(ids[1], FailureCode.INVALID_IMAGE, "truncated", "w")
+    assert client.post_outcomes([result_for(first)], [failure]) == {ids[0]: True, ids[1]: True}
+    assert client.post_outcomes([result_for(first)], [failure]) == {ids[0]: False, ids[1]: False}
+
+
+def test_a_site_without_the_bulk_endpoints_is_a_transient_error(site: str, settings: Any) -> None:
+    # A site of contract 2 answers 404 to the bulk paths: the jobs must wait, not be refused.
+    client = SiteClient(site, WORKER_SECRET)
+    client.base = client.internal + "no-such-prefix/"
+    with pytest.raises(SiteError, match="predates contract 3") as raised:
+        client.start_many([str(JobFactory().public_id)], "w")
+    assert not raised.value.permanent

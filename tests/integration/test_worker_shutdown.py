@@ -66,3 +66,39 @@ def test_a_worker_stopped_with_sigterm_finishes_its_job_and_hands_back_the_rest(
     assert workers == {first.name, second.name}
     for body in bodies:
         assert Prediction.objects.filter(job__public_id=body["id"]).count() == 1
+
+
+def test_a_batching_worker_stopped_with_sigterm_finishes_its_batch_and_hands_back_the_rest(
+    site: str, caller: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    downloading = threading.Event()
+    serve_image = internal.JobImageView.get
+
+    def slow_download(view: Any, request: Any, job_id: Any) -> Any:
+        downloading.set()
+        time.sleep(DOWNLOAD_S)
+        return serve_image(view, request, job_id)
+
+    monkeypatch.setattr(internal.JobImageView, "get", slow_download)
+    # Two threads: the worker holds one batch of at most two jobs, the others wait in Redis.
+    first = start_worker(pool="threads", threads=2, WORKER_BATCH_SIZE="2")
+    jobs = [submit(site, caller) for _ in range(5)]
+    wait_for(downloading.is_set, 30, "the worker to start a batch")
+
+    first.process.send_signal(signal.SIGTERM)  # the main process only, as Kubernetes does
+    exit_status = first.process.wait(timeout=GRACE_PERIOD_S)
+    first.stopped = True
+
+    finished_by_first = Job.objects.filter(
+        public_id__in=[job["id"] for job in jobs], status="succeeded"
+    ).count()
+    assert exit_status == 0, first.log()[-2000:]
+    assert 1 <= finished_by_first <= 2, "the batch in hand was finished, nothing more taken"
+
+    second = start_worker(pool="threads", threads=2, WORKER_BATCH_SIZE="2")
+    bodies = [poll_until_finished(caller[0], job["url"], timeout_s=60) for job in jobs]
+
+    assert [body["status"] for body in bodies] == ["succeeded"] * len(jobs)
+    assert {body["worker"] for body in bodies} == {first.name, second.name}
+    for body in bodies:
+        assert Prediction.objects.filter(job__public_id=body["id"]).count() == 1

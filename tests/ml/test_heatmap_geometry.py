@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from ml.inference import InferenceEngine, heatmap_layer_png
-from ml.preprocessing import PreprocessConfig, decode_image, preprocess_with_geometry
+from ml.preprocessing import Geometry, PreprocessConfig, decode_image, preprocess_with_geometry
 from tests.images import encode
 
 WIDTH, HEIGHT = 440, 278  # a coronal slice's proportions
@@ -94,3 +94,14 @@ def test_the_engine_delivers_a_layer_over_the_original(
     layer = Image.open(io.BytesIO(explanation.layer_png))
     assert layer.mode == "RGBA" and layer.size == (WIDTH, HEIGHT)
     assert_on_blob(peak(np.asarray(layer)[:, :, 3]), tolerance=8.0)
+
+
+def test_the_layers_colours_are_the_jet_map_and_its_opacity_the_weight() -> None:
+    from ml.inference import _colour_map
+
+    weights = np.tile(np.linspace(0, 1, 97, dtype=np.float32), (97, 1))
+    same_size = Geometry((97, 97), (97, 97), (0, 0, 97, 97), 97, (0, 0))
+    layer = np.asarray(Image.open(io.BytesIO(heatmap_layer_png(weights, same_size)))).astype(int)
+    expected_colour = _colour_map(weights).astype(int)
+    assert np.abs(layer[:, :, :3] - expected_colour).max() <= 5
+    assert np.abs(layer[:, :, 3] - weights * 255).max() <= 1

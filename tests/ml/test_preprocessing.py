@@ -43,6 +43,8 @@ INVALID = {
     "empty file": (b"", "empty file"),
     "not an image": (b"just some text", "not an image"),
     "truncated": (truncated_jpeg(), "truncated or corrupt"),
+    # A PNG signature and nothing whole after it: PIL fails while opening, not loading.
+    "cut inside the header": (b"\x89PNG\r\n\x1a\n truncated", "truncated or corrupt"),
     "bomb": (png_claiming_size(50_000, 50_000), "too large"),
     "over the pixel limit": (png_claiming_size(8_000, 8_000), "image too large: 8000 x 8000"),
 }

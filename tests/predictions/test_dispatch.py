@@ -16,7 +16,7 @@ from tests.factories import JobFactory
 from tests.images import png_bytes
 from tests.owned_redis import site_broker
 from workers.config import broker_url
-from workers.contracts import CONTRACT_VERSION, TASK_NAME
+from workers.contracts import REQUEST_VERSION, TASK_NAME
 
 
 def test_sends_the_task_by_name_only_after_commit(
@@ -31,7 +31,7 @@ def test_sends_the_task_by_name_only_after_commit(
             callback()
     send_task.assert_called_once_with(
         TASK_NAME,
-        kwargs={"job_id": str(job.public_id), "contract_version": CONTRACT_VERSION},
+        kwargs={"job_id": str(job.public_id), "contract_version": REQUEST_VERSION},
         queue="gpu-queue",
         retry=False,  # one attempt, bounded by the broker time limits; the dispatcher retries
     )

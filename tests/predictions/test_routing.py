@@ -10,7 +10,7 @@ import pytest
 from predictions import dispatch
 from predictions.models import Job
 from tests.api import submit
-from workers.contracts import CONTRACT_VERSION, TASK_NAME
+from workers.contracts import REQUEST_VERSION, TASK_NAME
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_a_submission_is_sent_to_the_queue_of_its_device(
     assert job.queue == queues[expected]
     send_task.assert_called_once_with(
         TASK_NAME,
-        kwargs={"job_id": str(job.public_id), "contract_version": CONTRACT_VERSION},
+        kwargs={"job_id": str(job.public_id), "contract_version": REQUEST_VERSION},
         queue=queues[expected],
         retry=False,
     )

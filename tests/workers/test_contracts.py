@@ -7,6 +7,7 @@ import pytest
 from workers.contracts import (
     ACCEPTED_VERSIONS,
     CONTRACT_VERSION,
+    REQUEST_VERSION,
     ContractError,
     FailureCode,
     FailureReport,
@@ -21,8 +22,13 @@ def test_a_request_round_trips_through_task_kwargs() -> None:
 
 
 def test_a_request_of_the_previous_version_is_still_accepted() -> None:
-    assert ACCEPTED_VERSIONS == (1, 2) and CONTRACT_VERSION == 2
+    assert ACCEPTED_VERSIONS == (1, 2, 3) and CONTRACT_VERSION == 3
     assert PredictionRequest.from_task_kwargs(job_id="abc", contract_version=1).version == 1
+
+
+def test_tasks_carry_version_2_so_workers_of_version_2_serve_them_during_an_upgrade() -> None:
+    assert REQUEST_VERSION == 2
+    assert PredictionRequest(job_id="abc").task_kwargs()["contract_version"] == 2
 
 
 def test_a_request_of_another_contract_version_is_refused() -> None:

@@ -137,3 +137,32 @@ def test_the_model_version_comes_from_the_checks_version_field(
     report(Passed("model", "the model loads (a sentence worded any way)", 1.5, "ens-2026"))
     assert os.environ["WORKER_MODEL_VERSION"] == "ens-2026"
     assert "ok model" in capsys.readouterr().err
+
+
+def test_a_gpu_worker_batches_in_one_process_with_a_thread_per_job_of_a_batch() -> None:
+    options = options_from({"WORKER_BATCH_SIZE": "32"})
+    assert (options.pool, options.concurrency, options.pool_size) == ("threads", 1, 32)
+    argv = options.celery_argv()
+    assert argv[argv.index("-P") + 1] == "threads"
+    assert argv[argv.index("-c") + 1] == "32"
+
+
+def test_a_cpu_worker_keeps_its_prefork_processes_unless_told_to_batch() -> None:
+    options = options_from({"WORKER_ROLE": "cpu", "WORKER_CONCURRENCY": "2"})
+    assert (options.pool, options.pool_size) == ("prefork", 2)
+    batching = options_from({"WORKER_ROLE": "cpu", "WORKER_POOL": "threads"})
+    assert (batching.pool, batching.pool_size) == ("threads", 16)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WORKER_ROLE": "cpu", "WORKER_POOL": "threads", "WORKER_CONCURRENCY": "2"},
+         "start more workers"),
+        ({"WORKER_BATCH_SIZE": "0"}, "WORKER_BATCH_SIZE"),
+        ({"WORKER_BATCH_WAIT_MS": "soon"}, "WORKER_BATCH_WAIT_MS"),
+    ],
+)  # fmt: skip
+def test_refuses_malformed_batching_options(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        options_from(env)
