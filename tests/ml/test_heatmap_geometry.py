@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.inference import InferenceEngine, heatmap_layer_png
+from ml.inference import LAYER_MAX_SIDE, InferenceEngine, heatmap_layer_png
 from ml.preprocessing import Geometry, PreprocessConfig, decode_image, preprocess_with_geometry
 from tests.images import encode
 
@@ -92,8 +92,10 @@ def test_the_engine_delivers_a_layer_over_the_original(
     monkeypatch.setattr(engine, "_gradcam", brightness)
     _, explanation = engine.explain(encode(off_centre_slice(), "JPEG"))
     layer = Image.open(io.BytesIO(explanation.layer_png))
-    assert layer.mode == "RGBA" and layer.size == (WIDTH, HEIGHT)
-    assert_on_blob(peak(np.asarray(layer)[:, :, 3]), tolerance=8.0)
+    # The original's proportions, at the layer's size (at most LAYER_MAX_SIDE on its long side).
+    scale = min(1.0, LAYER_MAX_SIDE / WIDTH)
+    assert layer.mode == "RGBA" and layer.size == (round(WIDTH * scale), round(HEIGHT * scale))
+    assert_on_blob(peak(np.asarray(layer)[:, :, 3]), scale=scale, tolerance=8.0)
 
 
 def test_the_layers_colours_are_the_jet_map_and_its_opacity_the_weight() -> None:
