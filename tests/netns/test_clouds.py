@@ -9,7 +9,6 @@ Kubernetes overlay do. Runs as root only (`ip netns`); skipped with the reason e
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -29,13 +28,6 @@ from tests.netns.conftest import (
 from tests.netns.network import link_cut
 
 pytestmark = [pytest.mark.integration, pytest.mark.netns]
-# Known failure, under investigation (issue 13 stays open for it): in the whole CI run
-# these two time out waiting for cloud A's batch after the link returns, though they pass
-# when tests/netns runs on its own (4 runs this stop). Run them with NETNS_CUT_TESTS=1.
-IN_FULL_CI_RUN = os.environ.get("CI") == "true" and os.environ.get("NETNS_CUT_TESTS") != "1"
-known_ci_failure = pytest.mark.skipif(
-    IN_FULL_CI_RUN, reason="times out in the whole CI run, passes alone: under investigation"
-)
 FINISHED = ("succeeded", "failed")
 
 
@@ -91,7 +83,6 @@ def test_jobs_finish_on_both_clouds(central: Central, cloud_workers: dict[str, S
     assert {body["worker"] for body in bodies} == {"gpu@cloud-a", "cpu@cloud-b"}
 
 
-@known_ci_failure
 def test_a_cut_link_mid_batch_loses_no_job_and_the_worker_comes_back_by_itself(
     central: Central, links: dict[str, CloudLink], cloud_workers: dict[str, Service]
 ) -> None:
@@ -151,7 +142,6 @@ def test_a_worker_with_a_wrong_ca_or_password_refuses_to_start(
     assert "netns-redis-password" not in output, "the password must never be printed"
 
 
-@known_ci_failure
 def test_a_model_promoted_at_the_centre_reaches_both_clouds_in_one_step(
     central: Central, cloud_workers: dict[str, Service]
 ) -> None:
