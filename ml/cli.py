@@ -72,6 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-member", type=int, default=0, help="which ensemble member")
     train.add_argument("--learning-rate", type=float, help="peak of the cosine schedule")
     train.add_argument(
+        "--distill-from",
+        type=Path,
+        help="artefact folder of a teacher (e.g. the ensemble) to distil into this model",
+    )
+    train.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=2.0,
+        help="softens teacher and student probabilities in the distillation term (default 2)",
+    )
+    train.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.7,
+        help="share of the loss from the teacher's soft targets, the rest hard labels (0.7)",
+    )
+    train.add_argument(
         "--no-guard", action="store_true", help="skip training the guard (ml calibrate does it)"
     )
     train.add_argument("--promote", action="store_true", help="make it the active model")
@@ -156,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed-model", type=Path, help="seed_cnn artefact for the tutorial's way")
     bench.add_argument("--limit", type=int, default=394, help="images to use")
     bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="also TensorFlow vs LiteRT float32/int8 on validation slices (needs ai-edge-litert)",
+    )
     bench.set_defaults(handler=run_bench)
     return parser
 
@@ -171,7 +193,8 @@ def run_train(args: argparse.Namespace) -> None:
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, calibration_fraction=args.calibration_fraction,
         batch_size=args.batch_size, guard=not args.no_guard, init_from=args.init_from,
-        init_member=args.init_member,
+        init_member=args.init_member, distill_from=args.distill_from,
+        distill_temperature=args.distill_temperature, distill_weight=args.distill_weight,
         input_size=(args.input_size, args.input_size) if args.input_size else None,
     )  # fmt: skip
     if args.arch == "seed_cnn":
@@ -270,7 +293,7 @@ def run_registry_rollback(args: argparse.Namespace) -> None:
 def run_bench(args: argparse.Namespace) -> None:
     from ml.bench import run
 
-    run(_model_path(args), args.data, args.seed_model, args.limit, args.repeats)
+    run(_model_path(args), args.data, args.seed_model, args.limit, args.repeats, args.runtimes)
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
