@@ -34,7 +34,7 @@ def run(
     paths = _sample(data_dir, limit)
     engine = InferenceEngine.load(model_dir)
     tutorial_engine = InferenceEngine.load(seed_model) if seed_model else engine
-    print(f"{len(paths)} images from {data_dir}; model {engine.version}; "
+    print(f"{len(paths)} images from {data_dir}; model {engine.version} ({engine.runtime}); "
           f"tutorial's way on {tutorial_engine.version}")  # fmt: skip
     tutorial = _rate(lambda: _tutorial_way(tutorial_engine, paths[:TUTORIAL_IMAGES]), repeats)
     size = tuple(reversed(engine.config.input_size))

@@ -133,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--no-guard", action="store_true", help="fit the decision rule only")
     calibrate.set_defaults(handler=run_calibrate)
 
+    litert = commands.add_parser(
+        "litert",
+        help="write the LiteRT float32 conversion (model.tflite) that CPU workers serve, "
+        "checked against Keras on the validation slices",
+    )
+    litert.add_argument("--model", type=Path, required=True, help="artefact folder")
+    litert.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="the folders it was trained on"
+    )
+    litert.set_defaults(handler=run_litert)
+
     card = commands.add_parser("card", help="print a model's figure tables for its model card")
     card.add_argument("--model", type=Path, help="artefact folder (default: active model)")
     card.set_defaults(handler=run_card)
@@ -234,6 +245,20 @@ def run_calibrate(args: argparse.Namespace) -> None:
 
     target = TARGET_MISS_RATE if args.target_miss_rate is None else args.target_miss_rate
     calibrate(args.model, args.data, target, with_guard=not args.no_guard)
+
+
+def run_litert(args: argparse.Namespace) -> None:
+    from ml.preprocessing import PreprocessConfig
+    from ml.runtimes import export_litert, validation_images
+
+    metadata = json.loads((args.model / "metadata.json").read_text())
+    config = PreprocessConfig.from_metadata(metadata["preprocessing"])
+    images = validation_images(args.model, args.data, config, metadata)
+    entry = export_litert(args.model, images)
+    parity = entry["parity"]
+    print(f"wrote {args.model / entry['file']}: on {parity['images']} validation slices "
+          f"max |p - keras| {parity['max_abs_diff']:.2g}, labels agree "
+          f"{parity['label_agreement']:.1%}")  # fmt: skip
 
 
 def run_card(args: argparse.Namespace) -> None:
