@@ -23,11 +23,18 @@ from ml.inference import InferenceEngine
 TUTORIAL_IMAGES = 100  # model.predict per image is slow; 100 images give a stable rate
 
 
-def run(model_dir: Path, data_dir: Path, seed_model: Path | None, limit: int, repeats: int) -> None:
+def run(
+    model_dir: Path,
+    data_dir: Path,
+    seed_model: Path | None,
+    limit: int,
+    repeats: int,
+    runtimes: bool = False,
+) -> None:
     paths = _sample(data_dir, limit)
     engine = InferenceEngine.load(model_dir)
     tutorial_engine = InferenceEngine.load(seed_model) if seed_model else engine
-    print(f"{len(paths)} images from {data_dir}; model {engine.version}; "
+    print(f"{len(paths)} images from {data_dir}; model {engine.version} ({engine.runtime}); "
           f"tutorial's way on {tutorial_engine.version}")  # fmt: skip
     tutorial = _rate(lambda: _tutorial_way(tutorial_engine, paths[:TUTORIAL_IMAGES]), repeats)
     size = tuple(reversed(engine.config.input_size))
@@ -38,6 +45,36 @@ def run(model_dir: Path, data_dir: Path, seed_model: Path | None, limit: int, re
     print(f"engine, batched:                    {batched:8.1f} images/s")
     print(f"engine/decode: {batched / decode:.0%}")
     print(f"engine/seed: {batched / tutorial:.1f}x")
+    if runtimes:
+        compare_runtimes(engine, model_dir, data_dir, repeats)
+
+
+def compare_runtimes(
+    engine: InferenceEngine, model_dir: Path, data_dir: Path, repeats: int
+) -> None:
+    """TensorFlow against LiteRT float32 and int8 on the model's own validation slices."""
+    import keras
+
+    from ml.data import load_dataset
+    from ml.registry import MODEL_FILE
+    from ml.runtimes import REPRESENTATIVE_IMAGES, compare, format_rows
+    from ml.sources import held_out_part
+
+    dataset = load_dataset(data_dir, engine.config, Path("artifacts/cache"))
+    validation = held_out_part(dataset, engine.metadata, "validation")
+    train = held_out_part(dataset, engine.metadata, "train")
+    if validation is None or train is None:
+        raise ValueError(f"{data_dir} is not a folder {engine.version} was trained on")
+    rng = np.random.default_rng(0)
+    images = dataset.images[np.sort(rng.choice(validation, min(208, len(validation)), False))]
+    representative = dataset.images[
+        rng.choice(train, min(REPRESENTATIVE_IMAGES, len(train)), False)
+    ]
+    saved = keras.saving.load_model(model_dir / MODEL_FILE, compile=False)
+    reference = np.asarray(saved.predict(images, batch_size=64, verbose=0))
+    print(f"runtimes on {len(images)} validation slices (int8 calibrated on "
+          f"{len(representative)} training slices):")  # fmt: skip
+    print(format_rows(compare(engine.model, reference, images, representative, repeats)))
 
 
 def _sample(data_dir: Path, limit: int) -> list[Path]:

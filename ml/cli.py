@@ -72,6 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init-member", type=int, default=0, help="which ensemble member")
     train.add_argument("--learning-rate", type=float, help="peak of the cosine schedule")
     train.add_argument(
+        "--distill-from",
+        type=Path,
+        help="artefact folder of a teacher (e.g. the ensemble) to distil into this model",
+    )
+    train.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=2.0,
+        help="softens teacher and student probabilities in the distillation term (default 2)",
+    )
+    train.add_argument(
+        "--distill-weight",
+        type=float,
+        default=0.7,
+        help="share of the loss from the teacher's soft targets, the rest hard labels (0.7)",
+    )
+    train.add_argument(
         "--no-guard", action="store_true", help="skip training the guard (ml calibrate does it)"
     )
     train.add_argument("--promote", action="store_true", help="make it the active model")
@@ -116,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--no-guard", action="store_true", help="fit the decision rule only")
     calibrate.set_defaults(handler=run_calibrate)
 
+    litert = commands.add_parser(
+        "litert",
+        help="write the LiteRT float32 conversion (model.tflite) that CPU workers serve, "
+        "checked against Keras on the validation slices",
+    )
+    litert.add_argument("--model", type=Path, required=True, help="artefact folder")
+    litert.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="the folders it was trained on"
+    )
+    litert.set_defaults(handler=run_litert)
+
     card = commands.add_parser("card", help="print a model's figure tables for its model card")
     card.add_argument("--model", type=Path, help="artefact folder (default: active model)")
     card.set_defaults(handler=run_card)
@@ -156,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed-model", type=Path, help="seed_cnn artefact for the tutorial's way")
     bench.add_argument("--limit", type=int, default=394, help="images to use")
     bench.add_argument("--repeats", type=int, default=3)
+    bench.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="also TensorFlow vs LiteRT float32/int8 on validation slices (needs ai-edge-litert)",
+    )
     bench.set_defaults(handler=run_bench)
     return parser
 
@@ -171,7 +204,8 @@ def run_train(args: argparse.Namespace) -> None:
         architecture=args.arch, epochs=args.epochs, seed=args.seed, split_seed=args.split_seed,
         val_fraction=args.val_fraction, calibration_fraction=args.calibration_fraction,
         batch_size=args.batch_size, guard=not args.no_guard, init_from=args.init_from,
-        init_member=args.init_member,
+        init_member=args.init_member, distill_from=args.distill_from,
+        distill_temperature=args.distill_temperature, distill_weight=args.distill_weight,
         input_size=(args.input_size, args.input_size) if args.input_size else None,
     )  # fmt: skip
     if args.arch == "seed_cnn":
@@ -211,6 +245,20 @@ def run_calibrate(args: argparse.Namespace) -> None:
 
     target = TARGET_MISS_RATE if args.target_miss_rate is None else args.target_miss_rate
     calibrate(args.model, args.data, target, with_guard=not args.no_guard)
+
+
+def run_litert(args: argparse.Namespace) -> None:
+    from ml.preprocessing import PreprocessConfig
+    from ml.runtimes import export_litert, validation_images
+
+    metadata = json.loads((args.model / "metadata.json").read_text())
+    config = PreprocessConfig.from_metadata(metadata["preprocessing"])
+    images = validation_images(args.model, args.data, config, metadata)
+    entry = export_litert(args.model, images)
+    parity = entry["parity"]
+    print(f"wrote {args.model / entry['file']}: on {parity['images']} validation slices "
+          f"max |p - keras| {parity['max_abs_diff']:.2g}, labels agree "
+          f"{parity['label_agreement']:.1%}")  # fmt: skip
 
 
 def run_card(args: argparse.Namespace) -> None:
@@ -270,7 +318,7 @@ def run_registry_rollback(args: argparse.Namespace) -> None:
 def run_bench(args: argparse.Namespace) -> None:
     from ml.bench import run
 
-    run(_model_path(args), args.data, args.seed_model, args.limit, args.repeats)
+    run(_model_path(args), args.data, args.seed_model, args.limit, args.repeats, args.runtimes)
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

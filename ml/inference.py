@@ -7,7 +7,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,12 +96,22 @@ def configure_tensorflow() -> None:
 
 
 class InferenceEngine:
-    def __init__(self, model: Any, metadata: dict[str, Any], guard: Guard | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        metadata: dict[str, Any],
+        guard: Guard | None = None,
+        litert: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        """`litert`, if given, computes the probabilities (`ml.runtimes.LiteRTRunner`);
+        the Keras `model` then only explains (Grad-CAM)."""
         import tensorflow as tf
 
         from ml.model import LAST_CONV_LAYER
 
         self.model = model
+        self._litert = litert
+        self.runtime = "litert" if litert is not None else "tensorflow"
         self.metadata = metadata
         self.version: str = metadata["version"]
         self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
@@ -132,14 +142,17 @@ class InferenceEngine:
 
         model = _keras().saving.load_model(folder / MODEL_FILE, compile=False)
         metadata = json.loads((folder / METADATA_FILE).read_text())
-        engine = cls(for_serving(model), metadata, Guard.load(folder, metadata))
+        from ml.runtimes import serving_runtime
+
+        litert = serving_runtime(folder, metadata)
+        engine = cls(for_serving(model), metadata, Guard.load(folder, metadata), litert)
         engine.warm_up()
         return engine
 
     def warm_up(self) -> None:
         """Trace the compiled calls now, so the first real scan is not slow."""
         blank = np.zeros((1, *self.config.input_size, self.config.channels), np.float32)
-        self._forward(blank)
+        self._run_raw(blank)
         self._gradcam(blank, np.zeros(1, np.int32))
         if self.guard is not None:
             self.guard.scores(blank)
@@ -288,6 +301,8 @@ class InferenceEngine:
         return self.decision.calibrate(self._run_raw(batch))
 
     def _run_raw(self, batch: np.ndarray) -> np.ndarray:
+        if self._litert is not None:
+            return self._litert(batch.astype(np.float32, copy=False))
         probabilities: np.ndarray = self._forward(batch.astype(np.float32, copy=False)).numpy()
         return probabilities
 

@@ -47,6 +47,18 @@ class TrainingOptions:
     # Start from a trained artefact's weights (of an ensemble, member `init_member`).
     init_from: Path | None = None
     init_member: int = 0
+    # Knowledge distillation from a trained artefact (an ensemble, say); see ml/distill.py.
+    distill_from: Path | None = None
+    distill_temperature: float = 2.0
+    distill_weight: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.distill_temperature <= 0:
+            raise ValueError(
+                f"distillation temperature must be positive: {self.distill_temperature}"
+            )
+        if not 0.0 <= self.distill_weight <= 1.0:
+            raise ValueError(f"distillation weight must be between 0 and 1: {self.distill_weight}")
 
     def split(self) -> SplitOptions:
         return SplitOptions(self.val_fraction, self.calibration_fraction, self.split_seed)
@@ -76,10 +88,11 @@ def train(data_dirs: Path | Sequence[Path], out_dir: Path, options: TrainingOpti
         start_from(model, options.init_from, options.init_member)
     train_size = sum(len(source.train) for source in sources)
     steps = _steps(train_size, options.batch_size)
-    compile_model(model, options, steps=steps)
+    trainee = _with_teacher(model, options, config)
+    compile_model(trainee, options, steps=steps)
     watched = _watched_part(sources)
     started = time.monotonic()
-    history = model.fit(
+    history = trainee.fit(
         training_pipeline(sources, options),
         steps_per_epoch=steps,
         validation_data=_batches(*_stack(sources, watched)),
@@ -118,6 +131,26 @@ def start_from(model: keras.Model, artefact_dir: Path, member: int = 0) -> None:
         raise ValueError(f"{artefact_dir} is not a {model.name} of the same input size")
     model.set_weights(weights)
     print(f"starting from the weights of {artefact_dir} (member {member})", flush=True)
+
+
+def _with_teacher(model: keras.Model, options: TrainingOptions, config: Any) -> keras.Model:
+    """Return `model`, or with `options.distill_from` a Distiller that trains it."""
+    if options.distill_from is None:
+        return model
+    from ml.distill import Distiller, load_teacher
+
+    teacher, metadata = load_teacher(options.distill_from)
+    if metadata.get("preprocessing") != config.to_metadata():
+        raise ValueError(
+            f"{options.distill_from} was trained on other preprocessing "
+            f"({metadata.get('preprocessing')}) than the student's ({config.to_metadata()})"
+        )
+    print(f"distilling {metadata.get('version')} at T={options.distill_temperature}, "
+          f"weight {options.distill_weight}", flush=True)  # fmt: skip
+    return Distiller(
+        model, teacher, options.distill_temperature, options.distill_weight,
+        options.label_smoothing,
+    )  # fmt: skip
 
 
 def _watched_part(sources: Sequence[Source]) -> str:
@@ -285,6 +318,7 @@ def build_metadata(
                 if options.init_from
                 else None
             ),
+            "distilled_from": _distillation(options),
             "seconds": round(seconds, 1),
         },
         "validation": _headline(metrics) if metrics else None,
@@ -297,6 +331,17 @@ def build_metadata(
             "python": platform.python_version(),
         },
         "created_at": created.isoformat(),
+    }
+
+
+def _distillation(options: TrainingOptions) -> dict[str, Any] | None:
+    if options.distill_from is None:
+        return None
+    return {
+        "teacher": Path(options.distill_from).name,
+        "temperature": options.distill_temperature,
+        "weight": options.distill_weight,
+        "teacher_input": "the student's augmented batch (sequence randomisation included)",
     }
 
 

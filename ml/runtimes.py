@@ -1,0 +1,261 @@
+"""CPU runtimes for a trained network: TensorFlow, or LiteRT (float32, int8) with XNNPACK.
+
+`python -m ml bench --runtimes` converts the served network with TFLiteConverter,
+runs it with LiteRT's XNNPACK kernels (`ai-edge-litert`) and prints images per
+second at a few batch sizes and how far each runtime's probabilities stray from
+Keras's. `python -m ml litert` writes the float32 conversion into an artefact
+(`model.tflite`), checked against Keras on its validation slices; CPU workers then
+serve it (see `serving_runtime`), and Grad-CAM still runs on the Keras model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml.registry import METADATA_FILE, MODEL_FILE
+
+BATCH_SIZES = (16, 32)
+REPRESENTATIVE_IMAGES = 200
+LITERT_FILE = "model.tflite"
+# Served probabilities may differ from Keras's by at most this much (float32, measured
+# 1e-7 to 1e-6: XNNPACK sums in another order); `ml litert` refuses a conversion beyond it.
+PARITY_TOLERANCE = 1e-4
+RUNTIME_ENV = "ML_RUNTIME"  # auto (default), tensorflow or litert
+
+
+def tflite_bytes(
+    model: Any, representative: np.ndarray | None = None, dynamic_range: bool = False
+) -> bytes:
+    """Return `model` converted to a LiteRT flatbuffer: float32 unless told otherwise.
+
+    With `representative` (n, h, w, c) float32 slices, weights and activations are
+    quantised to int8 (inputs and outputs stay float32, ops without an int8 kernel
+    stay float); with `dynamic_range`, only the weights (activations stay float).
+    """
+    import tensorflow as tf
+
+    # From the Keras model: a concrete function would keep its weights as resource
+    # variables, which the int8 calibrator cannot read.
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative is not None or dynamic_range:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if representative is not None:
+
+        def samples() -> Iterator[list[np.ndarray]]:
+            for image in representative:
+                yield [image[np.newaxis].astype(np.float32)]
+
+        converter.representative_dataset = samples
+    converted: bytes = converter.convert()
+    return converted
+
+
+class LiteRTRunner:
+    """Run a LiteRT flatbuffer on float32 batches with the XNNPACK delegate (LiteRT's default).
+
+    One interpreter, resized when the batch size changes (cheap: measured no slower
+    than a fixed size); a lock makes it safe to share between a worker's threads.
+    """
+
+    def __init__(self, flatbuffer: bytes, threads: int | None = None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise ValueError(
+                "LiteRT is not installed: pip install ai-edge-litert (see docs/model-lifecycle.md)"
+            ) from exc
+        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._batch = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Return probabilities (n, classes) for a float32 (n, h, w, c) batch."""
+        with self._lock:
+            if len(batch) != self._batch:
+                self._interpreter.resize_tensor_input(self._input, list(batch.shape))
+                self._interpreter.allocate_tensors()
+                self._batch = len(batch)
+            self._interpreter.set_tensor(self._input, batch.astype(np.float32, copy=False))
+            self._interpreter.invoke()
+            result: np.ndarray = self._interpreter.get_tensor(self._output).copy()
+        return result
+
+
+def export_litert(artefact_dir: Path, images: np.ndarray) -> dict[str, Any]:
+    """Write `model.tflite` (float32) into the artefact and its parity with Keras into metadata.
+
+    Parity is measured on `images` (n, h, w, c) float32, the model's validation
+    slices; raises ValueError, writing nothing, if any probability differs from
+    Keras's by more than PARITY_TOLERANCE. Return the metadata entry.
+    """
+    import keras
+
+    from ml.model import for_serving
+
+    folder = Path(artefact_dir)
+    model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
+    flatbuffer = tflite_bytes(for_serving(model))
+    reference = np.asarray(model.predict(images, batch_size=64, verbose=0))
+    runner = LiteRTRunner(flatbuffer, os.cpu_count())
+    served = np.concatenate([runner(images[i : i + 64]) for i in range(0, len(images), 64)])
+    difference = float(np.abs(served - reference).max())
+    if difference > PARITY_TOLERANCE:
+        raise ValueError(f"LiteRT differs from Keras by {difference:.2g} > {PARITY_TOLERANCE}")
+    entry = {
+        "file": LITERT_FILE,
+        "precision": "float32",
+        "keras_sha256": _sha256(folder / MODEL_FILE),
+        "parity": {
+            "images": len(images),
+            "max_abs_diff": difference,
+            "label_agreement": float(np.mean(served.argmax(1) == reference.argmax(1))),
+            "tolerance": PARITY_TOLERANCE,
+        },
+    }
+    (folder / LITERT_FILE).write_bytes(flatbuffer)
+    metadata_path = folder / METADATA_FILE
+    metadata = json.loads(metadata_path.read_text())
+    metadata["litert"] = entry
+    metadata_path.write_text(json.dumps(metadata, indent=2))
+    return entry
+
+
+def serving_runtime(artefact_dir: Path, metadata: dict[str, Any]) -> LiteRTRunner | None:
+    """Return the LiteRT runner to serve with, or None for TensorFlow.
+
+    `ML_RUNTIME=auto` (default): LiteRT where it wins, a CPU-only host whose artefact
+    holds a `model.tflite` converted from this very `model.keras`; TensorFlow on a
+    GPU, or when LiteRT is missing or the conversion absent or stale.
+    `ML_RUNTIME=tensorflow` always TensorFlow; `ML_RUNTIME=litert` LiteRT or an error.
+    """
+    choice = os.environ.get(RUNTIME_ENV, "auto").strip().lower() or "auto"
+    if choice not in ("auto", "tensorflow", "litert"):
+        raise ValueError(f"{RUNTIME_ENV} must be auto, tensorflow or litert, not {choice!r}")
+    if choice == "tensorflow":
+        return None
+    problem = _why_not_litert(Path(artefact_dir), metadata, gpu_counts=choice == "auto")
+    if problem is None:
+        flatbuffer = (Path(artefact_dir) / LITERT_FILE).read_bytes()
+        return LiteRTRunner(flatbuffer, _threads())
+    if choice == "litert":
+        raise ValueError(f"{RUNTIME_ENV}=litert, but {problem}")
+    return None
+
+
+def _why_not_litert(folder: Path, metadata: dict[str, Any], gpu_counts: bool) -> str | None:
+    entry = metadata.get("litert")
+    if not entry or not (folder / LITERT_FILE).is_file():
+        return f"{folder.name} holds no {LITERT_FILE} (python -m ml litert)"
+    if entry.get("keras_sha256") != _sha256(folder / MODEL_FILE):
+        return f"{folder / LITERT_FILE} was converted from another {MODEL_FILE}"
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+    except ImportError:
+        return "ai-edge-litert is not installed"
+    if gpu_counts:
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return "a GPU is visible (TensorFlow serves there)"
+    return None
+
+
+def _threads() -> int | None:
+    threads = os.environ.get("TF_INTRA_OP_THREADS")  # the same knob as TensorFlow's
+    return int(threads) if threads else os.cpu_count()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def validation_images(
+    artefact_dir: Path, folders: Sequence[Path], config: Any, metadata: dict[str, Any]
+) -> np.ndarray:
+    """Return the model's validation slices (n, h, w, c) float32 from its training folders."""
+    from ml.data import load_dataset
+    from ml.sources import held_out_part
+
+    parts = []
+    for folder in folders:
+        dataset = load_dataset(Path(folder), config, Path("artifacts/cache"))
+        validation = held_out_part(dataset, metadata, "validation")
+        if validation is None:
+            raise ValueError(f"{folder} is not one of the folders {artefact_dir} was trained on")
+        parts.append(dataset.images[validation])
+    return np.concatenate(parts)
+
+
+def compare(
+    model: Any,
+    reference: np.ndarray,
+    images: np.ndarray,
+    representative: np.ndarray,
+    repeats: int = 3,
+) -> list[dict[str, Any]]:
+    """Per runtime: images/s at each batch size and agreement with `reference` on `images`.
+
+    `model` is the network as served (`for_serving`), `reference` the saved Keras
+    model's probabilities (n, classes) for `images`. The runtimes take turns within
+    each repeat, so a busy machine slows them alike; each figure is the median.
+    """
+    import os
+
+    import tensorflow as tf
+
+    threads = os.cpu_count() or 1
+    spec = tf.TensorSpec([None, *model.input_shape[1:]], tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    runtimes: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "tensorflow (tf.function)": lambda batch: np.asarray(forward(batch)),
+        "litert float32": LiteRTRunner(tflite_bytes(model), threads),
+        "litert int8 (full)": LiteRTRunner(tflite_bytes(model, representative), threads),
+        "litert int8 weights": LiteRTRunner(tflite_bytes(model, dynamic_range=True), threads),
+    }
+    rates: dict[tuple[str, int], list[float]] = {}
+    for _ in range(repeats):
+        for name, run in runtimes.items():
+            for size in BATCH_SIZES:
+                rates.setdefault((name, size), []).append(_rate(run, images, size))
+    rows = []
+    for name, run in runtimes.items():
+        row: dict[str, Any] = {"runtime": name}
+        for size in BATCH_SIZES:
+            row[f"images_per_s_batch_{size}"] = statistics.median(rates[name, size])
+        answers = np.concatenate([run(images[i : i + 32]) for i in range(0, len(images), 32)])
+        row["max_abs_diff"] = float(np.abs(answers - reference).max())
+        row["label_agreement"] = float(np.mean(answers.argmax(1) == reference.argmax(1)))
+        rows.append(row)
+    return rows
+
+
+def _rate(run: Callable[[np.ndarray], np.ndarray], images: np.ndarray, size: int) -> float:
+    """Images per second over all of `images` in batches of `size` (after one warm-up batch)."""
+    batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
+    run(batches[0])  # warm up: trace, allocate, pack weights
+    started = time.perf_counter()
+    for batch in batches:
+        run(batch)
+    return size * len(batches) / (time.perf_counter() - started)
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    sizes = "  ".join(f"batch {size:>2} img/s" for size in BATCH_SIZES)
+    lines = [f"{'runtime':<26}{sizes}  max |p - keras|  label agreement"]
+    for row in rows:
+        rates = "  ".join(f"{row[f'images_per_s_batch_{size}']:>14.1f}" for size in BATCH_SIZES)
+        lines.append(f"{row['runtime']:<26}{rates}  {row['max_abs_diff']:>15.5f}  "
+                     f"{row['label_agreement']:>15.3f}")  # fmt: skip
+    return "\n".join(lines)
