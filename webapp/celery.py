@@ -1,8 +1,9 @@
 """The site's handle on the Celery application: it sends tasks by name and inspects workers.
 
-The site's connections to the broker get time limits (BROKER_CONNECT_TIMEOUT,
-BROKER_SOCKET_TIMEOUT) that the workers' do not: a request must never wait long on
-the broker, while a worker's long-lived consumer has kombu's own health checks.
+The site's connections to the broker get short time limits (BROKER_CONNECT_TIMEOUT,
+BROKER_SOCKET_TIMEOUT, 1 s): a request must never wait long on the broker. A worker's are
+longer (WORKER_BROKER_SOCKET_TIMEOUT, 10 s, in workers.config), as its long-lived consumer
+also has kombu's own health checks.
 """
 
 from __future__ import annotations

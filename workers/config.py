@@ -102,7 +102,7 @@ def celery_settings(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     # firewall timeout). Without a socket timeout a publish (a retry, an event) on such a
     # connection waits forever; with it the command fails and kombu reconnects, which
     # succeeds as soon as the link is back. It must exceed BRPOP's 1 s server-side wait.
-    socket_timeout = env_int("BROKER_SOCKET_TIMEOUT", 10, minimum=5, environ=environ)
+    socket_timeout = env_int("WORKER_BROKER_SOCKET_TIMEOUT", 10, minimum=5, environ=environ)
     settings: dict[str, Any] = {
         "broker_url": url,
         "broker_connection_retry_on_startup": True,

@@ -24,10 +24,10 @@ def test_a_dead_broker_connection_times_out_instead_of_hanging() -> None:
     options = celery_settings({})["broker_transport_options"]
     assert options["socket_timeout"] == options["socket_connect_timeout"] == 10
     assert options["socket_keepalive"] is True
-    shorter = celery_settings({"BROKER_SOCKET_TIMEOUT": "20"})["broker_transport_options"]
+    shorter = celery_settings({"WORKER_BROKER_SOCKET_TIMEOUT": "20"})["broker_transport_options"]
     assert shorter["socket_timeout"] == 20
-    with pytest.raises(ConfigError, match="BROKER_SOCKET_TIMEOUT"):
-        celery_settings({"BROKER_SOCKET_TIMEOUT": "1"})
+    with pytest.raises(ConfigError, match="WORKER_BROKER_SOCKET_TIMEOUT"):
+        celery_settings({"WORKER_BROKER_SOCKET_TIMEOUT": "1"})
 
 
 def test_celery_broker_url_wins_over_redis_url() -> None:
