@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ml.inference import LAYER_MAX_SIDE
 from predictions.models import Job, Review, ScanCorrection
 from tests.factories import PatientFactory, UserFactory
 from tests.images import encode, mri_like
@@ -127,7 +128,10 @@ def test_reading_room(
     page.goto(f"{site}/jobs/{coronal.public_id}/")
     heatmap, scan = page.locator("#heatmap"), page.locator("#scan-image")
     expect(heatmap).to_be_visible()
-    assert heatmap.evaluate("img => [img.naturalWidth, img.naturalHeight]") == [440, 278]
+    # The layer has the original's proportions at its own size (ml.inference.LAYER_MAX_SIDE).
+    scale = min(1.0, LAYER_MAX_SIDE / 440)
+    natural = heatmap.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert natural == [round(440 * scale), round(278 * scale)]
     heat_box, scan_box = heatmap.bounding_box(), scan.bounding_box()
     for key in ("x", "y", "width", "height"):
         assert heat_box[key] == pytest.approx(scan_box[key], abs=0.5), key
