@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,32 +38,27 @@ def test_a_token_is_stored_as_a_sha512_digest_only(clinician: Any) -> None:
     assert calls_with(key[:-1] + ("0" if key[-1] != "0" else "1")) == 401
 
 
-@pytest.fixture
-def outside_a_transaction() -> Iterator[None]:
-    """SQLite's schema editor refuses to run inside the transaction a test normally runs in
-    (it cannot turn off foreign-key checks there), as a real migration never does: these
-    tests run outside one, and drop the legacy table they made afterwards."""
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS authtoken_token")
+def run_migration() -> None:
+    """Call the migration's function as Django does, without entering the schema editor:
+    SQLite's refuses to open inside the transaction a test runs in, and the function only
+    reads its connection."""
+    migration.hash_legacy_tokens(apps, connection.schema_editor())
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("outside_a_transaction")
 def test_the_migration_rehashes_drf_tokens_which_keep_working(clinician: Any) -> None:
-    with connection.schema_editor() as editor:
-        editor.execute(
+    with connection.cursor() as cursor:
+        cursor.execute(
             "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
             "created timestamp with time zone NOT NULL, user_id integer NOT NULL)"
             if connection.vendor == "postgresql"
             else "CREATE TABLE authtoken_token (key varchar(40) PRIMARY KEY, "
             "created datetime NOT NULL, user_id integer NOT NULL)"
         )
-        editor.execute(
+        cursor.execute(
             "INSERT INTO authtoken_token VALUES (%s, %s, %s)",
             [LEGACY_KEY, "2025-01-02 03:04:05+00:00", clinician.pk],
         )
-        migration.hash_legacy_tokens(apps, editor)
+    run_migration()
     assert calls_with(LEGACY_KEY) == 200  # the same "Authorization: Token <key>" header
     assert AuthToken.objects.get(user=clinician).created.year == 2025
     with connection.cursor() as cursor:
@@ -72,11 +66,8 @@ def test_the_migration_rehashes_drf_tokens_which_keep_working(clinician: Any) ->
         assert cursor.fetchone()[0] == 0  # the plaintext is gone
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("outside_a_transaction")
 def test_without_the_legacy_table_the_migration_does_nothing(clinician: Any) -> None:
-    with connection.schema_editor() as editor:
-        migration.hash_legacy_tokens(apps, editor)
+    run_migration()
     assert not AuthToken.objects.exists()
 
 
