@@ -27,18 +27,24 @@ GRACE_PERIOD_S = 150
 DOWNLOAD_S = 3.0
 
 
-def test_a_worker_stopped_with_sigterm_finishes_its_job_and_hands_back_the_rest(
-    site: str, caller: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    downloading = threading.Event()
+@pytest.fixture
+def downloading(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Image downloads take DOWNLOAD_S, so a worker is caught mid-job; set at the first."""
+    started = threading.Event()
     serve_image = internal.JobImageView.get
 
     def slow_download(view: Any, request: Any, job_id: Any) -> Any:
-        downloading.set()
+        started.set()
         time.sleep(DOWNLOAD_S)
         return serve_image(view, request, job_id)
 
     monkeypatch.setattr(internal.JobImageView, "get", slow_download)
+    return started
+
+
+def test_a_worker_stopped_with_sigterm_finishes_its_job_and_hands_back_the_rest(
+    site: str, caller: Any, start_worker: Any, downloading: threading.Event
+) -> None:
     # The default visibility timeout (minutes): a job not handed back would wait that long.
     first = start_worker()
     jobs = [submit(site, caller) for _ in range(4)]
@@ -69,17 +75,8 @@ def test_a_worker_stopped_with_sigterm_finishes_its_job_and_hands_back_the_rest(
 
 
 def test_a_batching_worker_stopped_with_sigterm_finishes_its_batch_and_hands_back_the_rest(
-    site: str, caller: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+    site: str, caller: Any, start_worker: Any, downloading: threading.Event
 ) -> None:
-    downloading = threading.Event()
-    serve_image = internal.JobImageView.get
-
-    def slow_download(view: Any, request: Any, job_id: Any) -> Any:
-        downloading.set()
-        time.sleep(DOWNLOAD_S)
-        return serve_image(view, request, job_id)
-
-    monkeypatch.setattr(internal.JobImageView, "get", slow_download)
     # Two threads: the worker holds one batch of at most two jobs, the others wait in Redis.
     first = start_worker(pool="threads", threads=2, WORKER_BATCH_SIZE="2")
     jobs = [submit(site, caller) for _ in range(5)]
