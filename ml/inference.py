@@ -7,17 +7,18 @@ import io
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from ml.calibration import DecisionRule
 from ml.errors import InvalidImageError, ModelNotFoundError, NotBrainMRIError
+from ml.gradcam import closed_form_cams, resize_bilinear, softmax_head_kernel
 from ml.guard import Guard
 from ml.preprocessing import (
     Geometry,
@@ -26,6 +27,9 @@ from ml.preprocessing import (
     preprocess_bytes_with_geometry,
 )
 from ml.registry import METADATA_FILE, MODEL_FILE
+
+if TYPE_CHECKING:
+    from ml.runtimes import LiteRTRunner
 
 BATCH_SIZE = 64
 # The heat-map layer's longest side. Grad-CAM's map comes from a 10 x 10 feature grid of a
@@ -101,7 +105,7 @@ class InferenceEngine:
         model: Any,
         metadata: dict[str, Any],
         guard: Guard | None = None,
-        litert: Callable[[np.ndarray], np.ndarray] | None = None,
+        litert: LiteRTRunner | None = None,
     ) -> None:
         """`litert`, if given, computes the probabilities (`ml.runtimes.LiteRTRunner`);
         the Keras `model` then only explains (Grad-CAM)."""
@@ -131,6 +135,15 @@ class InferenceEngine:
             input_signature=[*signature, target_spec],
         )
         self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2))
+        # The softmax kernels of the networks whose activations the served LiteRT call
+        # returns (`ml.runtimes.explaining_network`): Grad-CAM then needs no TensorFlow pass.
+        self._head_kernels: list[np.ndarray] | None = None
+        if litert is not None and litert.explains:
+            self._head_kernels = [
+                kernel
+                for inner in _explained_models(model, LAST_CONV_LAYER)
+                if (kernel := softmax_head_kernel(inner, LAST_CONV_LAYER)) is not None
+            ]
 
     @classmethod
     def load(cls, artefact_dir: Path | str) -> InferenceEngine:
@@ -153,7 +166,8 @@ class InferenceEngine:
         """Trace the compiled calls now, so the first real scan is not slow."""
         blank = np.zeros((1, *self.config.input_size, self.config.channels), np.float32)
         self._run_raw(blank)
-        self._gradcam(blank, np.zeros(1, np.int32))
+        if self._head_kernels is None:
+            self._gradcam(blank, np.zeros(1, np.int32))
         if self.guard is not None:
             self.guard.scores(blank)
 
@@ -262,13 +276,13 @@ class InferenceEngine:
         if not kept:
             return outcomes
         batch = batch[kept]
-        probabilities = self._run(batch)
+        probabilities, networks = self._classify_for_maps(batch)
         targets = np.array(
             [self._class_index(label) if label else int(np.argmax(row))
              for label, row in zip([labels[i] for i in kept], probabilities, strict=True)],
             np.int32,
         )  # fmt: skip
-        heatmaps = self._gradcam(batch, targets).numpy()
+        heatmaps = self._heatmaps(batch, targets, networks)
         geometries = [inputs[index][1] for index in kept]
         layers = self._pool.map(heatmap_layer_png, heatmaps, geometries)
         for index, row, heatmap, geometry, layer in zip(
@@ -277,6 +291,33 @@ class InferenceEngine:
             explanation = Explanation(heatmap=heatmap, geometry=geometry, layer_png=layer)
             outcomes[index] = (self._prediction(row, 0.0), explanation)
         return outcomes
+
+    def _classify_for_maps(
+        self, batch: np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]] | None]:
+        """Calibrated probabilities and, when the served call returns them, each network's
+        (probabilities, last activations) for the closed-form Grad-CAM."""
+        if self._head_kernels is None or self._litert is None:
+            return self._run(batch), None
+        raw, networks = self._litert.explain(batch.astype(np.float32, copy=False))
+        return self.decision.calibrate(raw), networks
+
+    def _heatmaps(
+        self,
+        batch: np.ndarray,
+        targets: np.ndarray,
+        networks: list[tuple[np.ndarray, np.ndarray]] | None,
+    ) -> np.ndarray:
+        """Grad-CAM maps (n, h, w) at the input's size, averaged over an ensemble's networks."""
+        if networks is None or self._head_kernels is None:
+            return np.asarray(self._gradcam(batch, targets))
+        cams = [
+            closed_form_cams(activations, probabilities, kernel, targets)
+            for (probabilities, activations), kernel in zip(
+                networks, self._head_kernels, strict=True
+            )
+        ]
+        return resize_bilinear(np.mean(cams, axis=0), tuple(self.config.input_size))
 
     def _class_index(self, label: str) -> int:
         if label not in self.class_names:

@@ -5,7 +5,10 @@ runs it with LiteRT's XNNPACK kernels (`ai-edge-litert`) and prints images per
 second at a few batch sizes and how far each runtime's probabilities stray from
 Keras's. `python -m ml litert` writes the float32 conversion into an artefact
 (`model.tflite`), checked against Keras on its validation slices; CPU workers then
-serve it (see `serving_runtime`), and Grad-CAM still runs on the Keras model.
+serve it (see `serving_runtime`). Where every network's head allows it
+(`ml.gradcam.softmax_head_kernel`), the conversion also returns each member's last
+activations and probabilities, so the worker draws Grad-CAM from the same call
+(`explaining_network`); otherwise Grad-CAM runs on the Keras model.
 """
 
 from __future__ import annotations
@@ -67,7 +70,10 @@ class LiteRTRunner:
     than a fixed size); a lock makes it safe to share between a worker's threads.
     """
 
-    def __init__(self, flatbuffer: bytes, threads: int | None = None) -> None:
+    def __init__(
+        self, flatbuffer: bytes, threads: int | None = None, explains: dict[str, Any] | None = None
+    ) -> None:
+        """`explains`: the layout of an `explaining_network` conversion (metadata), if it is one."""
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
@@ -79,9 +85,21 @@ class LiteRTRunner:
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = 0
         self._lock = threading.Lock()
+        self.explains = explains
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Return probabilities (n, classes) for a float32 (n, h, w, c) batch."""
+        rows = self._invoke(batch)
+        return rows if self.explains is None else rows[:, : int(self.explains["classes"])]
+
+    def explain(self, batch: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """Probabilities and, per network, its probabilities and last activations
+        (`split_explaining`), from one call; only for an `explaining_network` conversion."""
+        if self.explains is None:
+            raise ValueError("this LiteRT model returns probabilities only (python -m ml litert)")
+        return split_explaining(self._invoke(batch), self.explains)
+
+    def _invoke(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
             if len(batch) != self._batch:
                 self._interpreter.resize_tensor_input(self._input, list(batch.shape))
@@ -106,9 +124,11 @@ def export_litert(artefact_dir: Path, images: np.ndarray) -> dict[str, Any]:
 
     folder = Path(artefact_dir)
     model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
-    flatbuffer = tflite_bytes(for_serving(model))
+    served_model = for_serving(model)
+    explaining = explaining_network(served_model)
+    flatbuffer = tflite_bytes(served_model if explaining is None else explaining[0])
     reference = np.asarray(model.predict(images, batch_size=64, verbose=0))
-    runner = LiteRTRunner(flatbuffer, os.cpu_count())
+    runner = LiteRTRunner(flatbuffer, os.cpu_count(), None if explaining is None else explaining[1])
     served = np.concatenate([runner(images[i : i + 64]) for i in range(0, len(images), 64)])
     difference = float(np.abs(served - reference).max())
     if difference > PARITY_TOLERANCE:
@@ -124,12 +144,73 @@ def export_litert(artefact_dir: Path, images: np.ndarray) -> dict[str, Any]:
             "tolerance": PARITY_TOLERANCE,
         },
     }
+    if explaining is not None:
+        entry["explains"] = explaining[1]
     (folder / LITERT_FILE).write_bytes(flatbuffer)
     metadata_path = folder / METADATA_FILE
     metadata = json.loads(metadata_path.read_text())
     metadata["litert"] = entry
     metadata_path.write_text(json.dumps(metadata, indent=2))
     return entry
+
+
+def explaining_network(model: Any) -> tuple[Any, dict[str, Any]] | None:
+    """Return `model` (as served) rebuilt to output, in one row per image, its probabilities,
+    then for each network it averages that network's probabilities on the unmirrored image
+    and its last activations (flattened); and that layout. None when a head does not allow
+    the closed-form Grad-CAM, or `model` is neither one network nor `build_ensemble`'s."""
+    import keras
+    from keras import layers
+
+    from ml.ensemble import MEMBER_PREFIX
+    from ml.gradcam import softmax_head_kernel
+    from ml.model import LAST_CONV_LAYER, HorizontalFlip
+
+    names = {layer.name for layer in model.layers}
+    if LAST_CONV_LAYER in names:
+        networks, mirror = [model], False
+    else:
+        networks = [layer for layer in model.layers if layer.name.startswith(MEMBER_PREFIX)]
+        mirror = any(isinstance(layer, HorizontalFlip) for layer in model.layers)
+    if not networks or any(softmax_head_kernel(n, LAST_CONV_LAYER) is None for n in networks):
+        return None
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    mirrored = HorizontalFlip(name="mirror")(inputs) if mirror else None
+    averaged, parts = [], []
+    for network in networks:
+        explainer = keras.Model(
+            network.inputs, [network.get_layer(LAST_CONV_LAYER).output, network.output]
+        )
+        activations, probabilities = explainer(inputs)
+        averaged.append(probabilities)  # in `build_ensemble`'s order, so the sums agree
+        if mirrored is not None:
+            averaged.append(network(mirrored))
+        parts += [probabilities, layers.Flatten()(activations)]
+    served = layers.Average()(averaged) if len(averaged) > 1 else averaged[0]
+    rebuilt = keras.Model(inputs, layers.Concatenate()([served, *parts]), name="explaining")
+    shape = [int(d) for d in networks[0].get_layer(LAST_CONV_LAYER).output.shape[1:]]
+    layout = {"classes": int(served.shape[-1]), "networks": len(networks), "activations": shape}
+    return rebuilt, layout
+
+
+def split_explaining(
+    rows: np.ndarray, layout: dict[str, Any]
+) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Split `explaining_network`'s output (n, width) into the probabilities (n, classes) and,
+    per network, (its probabilities (n, classes), its activations (n, h, w, channels))."""
+    classes = int(layout["classes"])
+    height, width, channels = layout["activations"]
+    size = height * width * channels
+    networks, offset = [], classes
+    for _ in range(int(layout["networks"])):
+        probabilities = rows[:, offset : offset + classes]
+        activations = rows[:, offset + classes : offset + classes + size]
+        networks.append((probabilities, activations.reshape(len(rows), height, width, channels)))
+        offset += classes + size
+    if offset != rows.shape[1]:
+        raise ValueError(f"the LiteRT model returns {rows.shape[1]} values per image, "
+                         f"its metadata describes {offset}")  # fmt: skip
+    return rows[:, :classes], networks
 
 
 def serving_runtime(artefact_dir: Path, metadata: dict[str, Any]) -> LiteRTRunner | None:
@@ -148,7 +229,7 @@ def serving_runtime(artefact_dir: Path, metadata: dict[str, Any]) -> LiteRTRunne
     problem = _why_not_litert(Path(artefact_dir), metadata, gpu_counts=choice == "auto")
     if problem is None:
         flatbuffer = (Path(artefact_dir) / LITERT_FILE).read_bytes()
-        return LiteRTRunner(flatbuffer, _threads())
+        return LiteRTRunner(flatbuffer, _threads(), metadata["litert"].get("explains"))
     if choice == "litert":
         raise ValueError(f"{RUNTIME_ENV}=litert, but {problem}")
     return None
