@@ -261,11 +261,12 @@ def app_services(env: dict[str, str]) -> list[Service]:
 
 
 def local_worker_pool(env: dict[str, str]) -> tuple[str, int]:
-    """(pool, -c): threads batching WORKER_BATCH_SIZE jobs by default; WORKER_POOL=prefork
+    """(pool, -c): threads batching WORKER_BATCH_SIZE jobs, WORKER_BATCHES_IN_FLIGHT batches at
+    once, by default; WORKER_POOL=prefork
     runs WORKER_CONCURRENCY processes, one job at a time each."""
     pool = env_choice("WORKER_POOL", ("threads", "prefork", "solo"), "threads", env)
     if pool == "threads":
-        return pool, batch_settings(env).size
+        return pool, batch_settings(env).threads
     return pool, env_int("WORKER_CONCURRENCY", 1, minimum=1, environ=env)
 
 

@@ -6,9 +6,11 @@
     WORKER_CONCURRENCY=1         processes, each with its own copy of the model (prefork)
     WORKER_POOL=threads|prefork|solo
                                  default threads for gpu, prefork for cpu. threads: one
-                                 process batching jobs across tasks, WORKER_BATCH_SIZE
-                                 threads (workers.batching); prefork, solo: one job at a time
-    WORKER_BATCH_SIZE=16, WORKER_BATCH_WAIT_MS=20 (threads pool: workers.batch_settings)
+                                 process batching jobs across tasks, WORKER_BATCH_SIZE x
+                                 WORKER_BATCHES_IN_FLIGHT threads (workers.batching);
+                                 prefork, solo: one job at a time
+    WORKER_BATCH_SIZE=16, WORKER_BATCH_WAIT_MS=20, WORKER_BATCHES_IN_FLIGHT=3
+                                 (threads pool: workers.batch_settings)
     CELERY_BROKER_URL, BROKER_TLS_CA_FILE, SITE_URL, WORKER_SECRET, MODEL_REGISTRY_DIR
 
 It checks the broker, the site and the model first (see `workers.preflight`),
@@ -44,12 +46,12 @@ class WorkerOptions:
     concurrency: int
     pool: str
     loglevel: str
-    batch_size: int = 1
+    batch_threads: int = 1
 
     @property
     def pool_size(self) -> int:
         """Celery's -c: threads of the one batching process, or processes of a prefork pool."""
-        return self.batch_size if self.pool == "threads" else self.concurrency
+        return self.batch_threads if self.pool == "threads" else self.concurrency
 
     @property
     def name(self) -> str:
@@ -83,7 +85,8 @@ def options_from(environ: Mapping[str, str]) -> WorkerOptions:
         )
     if pool == "threads" and concurrency > 1:
         raise ConfigError(
-            "WORKER_POOL=threads is one process that batches jobs (WORKER_BATCH_SIZE threads): "
+            "WORKER_POOL=threads is one process that batches jobs (WORKER_BATCH_SIZE x "
+            "WORKER_BATCHES_IN_FLIGHT threads): "
             "set WORKER_CONCURRENCY=1 and start more workers for more processes"
         )
     return WorkerOptions(
@@ -93,7 +96,7 @@ def options_from(environ: Mapping[str, str]) -> WorkerOptions:
         concurrency=concurrency,
         pool=pool,
         loglevel=env_str("WORKER_LOGLEVEL", "INFO", environ),
-        batch_size=batch_settings(environ).size,
+        batch_threads=batch_settings(environ).threads,
     )
 
 

@@ -4,9 +4,10 @@ Every job is still its own broker message and its own task, so Flower, redeliver
 the site's sweeper keep working per job. Each task's thread hands its job to the
 process's `Batcher` and waits on a future. One collector thread takes up to `size` jobs,
 waiting at most `wait_s` after the first for more (with one job in the queue it runs
-within the wait), and runs them as one batch (`BatchRunner`): one request to start them
-all, their images fetched in parallel, one `explain_many` call (one forward pass, one
-Grad-CAM pass), one request to post every outcome. Then each future gets its own job's
+within the wait), and runs them as one batch (`BatchRunner`), up to `in_flight` batches at
+once: one request to start them all, their images fetched in parallel, one `explain_many`
+call (one forward pass that also yields the Grad-CAM maps), one request to post every
+outcome. Then each future gets its own job's
 outcome and each task returns, so its message is acknowledged only then (acks_late): a
 worker killed mid-batch loses no job, the broker hands every message back.
 
@@ -92,6 +93,11 @@ class Batcher:
     so the batch runs at once: a lone job waits for nothing, while under load the jobs
     that arrive during a batch make the next one fuller.
 
+    Up to `in_flight` batches run at once, each on its own thread: a batch spends much of
+    its time waiting on the site (starting its jobs, fetching images, posting outcomes),
+    and meanwhile the next one can be in the model. The collector gathers the next batch
+    only once a slot is free, so jobs that arrive while every slot is busy fill it.
+
     `run_batch` must resolve every ticket's future; any it leaves unresolved (or all of
     them, if it raises) get the error, so no task ever waits forever.
     """
@@ -102,17 +108,25 @@ class Batcher:
         size: int,
         wait_s: float,
         held: Callable[[], int] | None = None,
+        in_flight: int = 1,
     ) -> None:
-        if size < 1 or wait_s < 0:
-            raise ValueError(f"a batch needs size >= 1 and wait >= 0, got {size}, {wait_s}")
+        if size < 1 or wait_s < 0 or in_flight < 1:
+            raise ValueError(
+                f"a batch needs size >= 1, wait >= 0 and in_flight >= 1, "
+                f"got {size}, {wait_s}, {in_flight}"
+            )
         self.run_batch = run_batch
         self.size = size
         self.wait_s = wait_s
         self.held = held
+        self.in_flight = in_flight
         self._queue: queue.Queue[Ticket] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._slots = threading.Semaphore(in_flight)
+        self._running_jobs = 0  # tickets in batches that run now, for `_all_held_in`
+        self._runners: ThreadPoolExecutor | None = None
 
     def submit(self, job_id: str, contract_version: int) -> Ticket:
         ticket = Ticket(job_id, contract_version)
@@ -125,12 +139,29 @@ class Batcher:
         with self._lock:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
+                self._slots = threading.Semaphore(self.in_flight)
+                self._runners = ThreadPoolExecutor(self.in_flight, thread_name_prefix="batch")
                 self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
                 self._thread.start()
 
     def _loop(self) -> None:
         while True:
-            self.run_now(self.collect())
+            self._slots.acquire()
+            batch = self.collect()
+            self._count_running(len(batch))
+            assert self._runners is not None
+            self._runners.submit(self._run_in_slot, batch)
+
+    def _run_in_slot(self, batch: list[Ticket]) -> None:
+        try:
+            self.run_now(batch)
+        finally:
+            self._count_running(-len(batch))
+            self._slots.release()
+
+    def _count_running(self, change: int) -> None:
+        with self._lock:
+            self._running_jobs += change
 
     def collect(self, block: bool = True) -> list[Ticket]:
         """Return the next batch: the first waiting ticket and whatever joins it in time."""
@@ -164,7 +195,8 @@ class Batcher:
         return batch
 
     def _all_held_in(self, batch: list[Ticket]) -> bool:
-        return self.held is not None and self.held() <= len(batch)
+        """Whether every job the worker holds, but those of running batches, is in `batch`."""
+        return self.held is not None and self.held() - self._running_jobs <= len(batch)
 
     def run_now(self, batch: list[Ticket]) -> None:
         """Run one batch; afterwards every ticket in it is resolved, whatever happened."""

@@ -81,15 +81,19 @@ def use_batches(sender: Any, **kwargs: object) -> None:
     if not issubclass(get_implementation(sender.pool_cls), ThreadPool):
         return
     knobs = batch_settings()
-    if sender.concurrency < knobs.size:
+    if sender.concurrency < knobs.threads:
         log.warning(
-            "WORKER_BATCH_SIZE is %d but the worker runs %d threads: batches hold at most %d",
-            knobs.size, sender.concurrency, sender.concurrency,
+            "WORKER_BATCH_SIZE x WORKER_BATCHES_IN_FLIGHT is %d but the worker runs %d threads: "
+            "at most %d jobs are batched at once", knobs.threads, sender.concurrency,
+            sender.concurrency,
         )  # fmt: skip
     worker = sender.hostname or socket.gethostname()
     runner = BatchRunner(site_client(), model_loader.current_engine, worker, knobs.fetch_threads)
-    _batcher = Batcher(runner, knobs.size, knobs.wait_s, held=jobs_held)
-    log.info("batching up to %d jobs, waiting at most %d ms", knobs.size, knobs.wait_ms)
+    _batcher = Batcher(runner, knobs.size, knobs.wait_s, held=jobs_held, in_flight=knobs.in_flight)
+    log.info(
+        "batching up to %d jobs, waiting at most %d ms, %d batches at once",
+        knobs.size, knobs.wait_ms, knobs.in_flight,
+    )  # fmt: skip
     preload_model()
 
 

@@ -147,10 +147,72 @@ def test_a_batch_that_forgets_a_job_fails_it_rather_than_leave_it_waiting() -> N
     assert isinstance(outcomes(batch)[1], RuntimeError)
 
 
-@pytest.mark.parametrize(("size", "wait_s"), [(0, 0.0), (1, -1.0)])
-def test_a_batcher_refuses_impossible_limits(size: int, wait_s: float) -> None:
+@pytest.mark.parametrize(("size", "wait_s", "in_flight"), [(0, 0.0, 1), (1, -1.0, 1), (1, 0, 0)])
+def test_a_batcher_refuses_impossible_limits(size: int, wait_s: float, in_flight: int) -> None:
     with pytest.raises(ValueError, match="size >= 1"):
-        Batcher(mock.Mock(), size, wait_s)
+        Batcher(mock.Mock(), size, wait_s, in_flight=in_flight)
+
+
+def _gated_batches(gate: threading.Event, started: list[list[str]]) -> Any:
+    """A batch runner that records each batch's jobs, then waits for `gate` to finish them."""
+
+    def run(batch: list[Ticket]) -> None:
+        started.append([t.job_id for t in batch])
+        gate.wait(5)
+        for ticket in batch:
+            ticket.future.set_result("succeeded")
+
+    return run
+
+
+def _wait_until(condition: Any, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_batches_in_flight_run_at_once_and_no_more() -> None:
+    gate, started = threading.Event(), []
+    batcher = Batcher(_gated_batches(gate, started), size=2, wait_s=0, in_flight=2)
+    submitted = [batcher.submit(job_id, 2) for job_id in IDS[:6]]
+    _wait_until(lambda: len(started) == 2)  # two batches run while neither has finished
+    time.sleep(0.2)
+    assert len(started) == 2  # the third waits for a free slot
+    gate.set()
+    assert [t.future.result(timeout=5) for t in submitted] == ["succeeded"] * 6
+    assert sorted(job for batch in started for job in batch) == sorted(IDS[:6])
+    assert all(len(batch) <= 2 for batch in started)
+
+
+def test_jobs_that_arrive_while_every_slot_is_busy_fill_the_next_batch() -> None:
+    gate, started = threading.Event(), []
+    batcher = Batcher(_gated_batches(gate, started), size=4, wait_s=0, in_flight=1)
+    first = batcher.submit(IDS[0], 2)
+    _wait_until(lambda: len(started) == 1)
+    later = [batcher.submit(job_id, 2) for job_id in IDS[1:5]]
+    gate.set()
+    assert [t.future.result(timeout=5) for t in [first, *later]] == ["succeeded"] * 5
+    assert started == [[IDS[0]], IDS[1:5]]
+
+
+def test_jobs_of_running_batches_do_not_keep_the_next_one_waiting() -> None:
+    """`held` counts the jobs in running batches too; the next batch must not wait for them."""
+    gate, started = threading.Event(), []
+    held = [0]
+    batcher = Batcher(
+        _gated_batches(gate, started), 16, wait_s=5, held=lambda: held[0], in_flight=2
+    )
+    held[0] = 1
+    first = batcher.submit(IDS[0], 2)
+    _wait_until(lambda: len(started) == 1)
+    held[0] = 2
+    began = time.monotonic()
+    second = batcher.submit(IDS[1], 2)
+    _wait_until(lambda: len(started) == 2)
+    assert time.monotonic() - began < 1.0  # not the 5 s wait
+    gate.set()
+    assert [first.future.result(timeout=5), second.future.result(timeout=5)] == ["succeeded"] * 2
 
 
 # One batch

@@ -139,19 +139,19 @@ def test_the_model_version_comes_from_the_checks_version_field(
     assert "ok model" in capsys.readouterr().err
 
 
-def test_a_gpu_worker_batches_in_one_process_with_a_thread_per_job_of_a_batch() -> None:
-    options = options_from({"WORKER_BATCH_SIZE": "32"})
-    assert (options.pool, options.concurrency, options.pool_size) == ("threads", 1, 32)
+def test_a_gpu_worker_batches_in_one_process_with_a_thread_per_job_in_flight() -> None:
+    options = options_from({"WORKER_BATCH_SIZE": "32", "WORKER_BATCHES_IN_FLIGHT": "2"})
+    assert (options.pool, options.concurrency, options.pool_size) == ("threads", 1, 64)
     argv = options.celery_argv()
     assert argv[argv.index("-P") + 1] == "threads"
-    assert argv[argv.index("-c") + 1] == "32"
+    assert argv[argv.index("-c") + 1] == "64"
 
 
 def test_a_cpu_worker_keeps_its_prefork_processes_unless_told_to_batch() -> None:
     options = options_from({"WORKER_ROLE": "cpu", "WORKER_CONCURRENCY": "2"})
     assert (options.pool, options.pool_size) == ("prefork", 2)
     batching = options_from({"WORKER_ROLE": "cpu", "WORKER_POOL": "threads"})
-    assert (batching.pool, batching.pool_size) == ("threads", 16)
+    assert (batching.pool, batching.pool_size) == ("threads", 16 * 3)  # 3 batches in flight
 
 
 @pytest.mark.parametrize(
