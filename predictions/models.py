@@ -21,7 +21,10 @@ from django.utils import timezone
 from workers.contracts import FINAL_FAILURES, LABELS, FailureCode
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_RGBA = b"\x06"  # the IHDR colour type of truecolour with alpha
+# IHDR colour types of a see-through layer: truecolour with alpha, or a palette whose
+# opacities follow in a tRNS chunk (`ml.inference.heatmap_layer_png`).
+PNG_RGBA = b"\x06"
+PNG_PALETTE = b"\x03"
 # The one vocabulary people read; the API and the data keep the contract's keys.
 LABEL_WORDS = {
     "glioma": "Glioma",
@@ -323,8 +326,12 @@ class Prediction(models.Model):
         if not self.heatmap:
             return False
         with self.heatmap.open("rb") as handle:
-            header = handle.read(26)
-        return header[:8] == PNG_SIGNATURE and header[25:26] == PNG_RGBA
+            # The signature, IHDR, a full PLTE (768 bytes) and the tRNS chunk's header.
+            header = handle.read(33 + 12 + 768 + 8)
+        if header[:8] != PNG_SIGNATURE:
+            return False
+        colour_type = header[25:26]
+        return colour_type == PNG_RGBA or (colour_type == PNG_PALETTE and b"tRNS" in header[33:])
 
 
 def organisation_of(user: object) -> Organisation | None:

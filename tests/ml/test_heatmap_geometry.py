@@ -68,8 +68,8 @@ def test_the_map_is_zero_where_the_crop_removed_the_frame() -> None:
 def test_the_layer_keeps_the_originals_proportions_at_any_size() -> None:
     model_input, geometry = preprocess_with_geometry(off_centre_slice(), CONFIG)
     small = Image.open(io.BytesIO(heatmap_layer_png(model_input[:, :, 0] / 255, geometry, 220)))
-    assert small.mode == "RGBA" and small.size == (220, 139)
-    alpha = np.asarray(small)[:, :, 3]
+    assert small.has_transparency_data and small.size == (220, 139)
+    alpha = np.asarray(small.convert("RGBA"))[:, :, 3]
     assert_on_blob(peak(alpha), scale=220 / WIDTH, tolerance=8.0)
     assert alpha[:, :40].max() == 0, "no colour over the cropped-away frame"
 
@@ -94,8 +94,9 @@ def test_the_engine_delivers_a_layer_over_the_original(
     layer = Image.open(io.BytesIO(explanation.layer_png))
     # The original's proportions, at the layer's size (at most LAYER_MAX_SIDE on its long side).
     scale = min(1.0, LAYER_MAX_SIDE / WIDTH)
-    assert layer.mode == "RGBA" and layer.size == (round(WIDTH * scale), round(HEIGHT * scale))
-    assert_on_blob(peak(np.asarray(layer)[:, :, 3]), scale=scale, tolerance=8.0)
+    assert layer.has_transparency_data
+    assert layer.size == (round(WIDTH * scale), round(HEIGHT * scale))
+    assert_on_blob(peak(np.asarray(layer.convert("RGBA"))[:, :, 3]), scale=scale, tolerance=8.0)
 
 
 def test_the_layers_colours_are_the_jet_map_and_its_opacity_the_weight() -> None:
@@ -103,7 +104,9 @@ def test_the_layers_colours_are_the_jet_map_and_its_opacity_the_weight() -> None
 
     weights = np.tile(np.linspace(0, 1, 97, dtype=np.float32), (97, 1))
     same_size = Geometry((97, 97), (97, 97), (0, 0, 97, 97), 97, (0, 0))
-    layer = np.asarray(Image.open(io.BytesIO(heatmap_layer_png(weights, same_size)))).astype(int)
+    png = Image.open(io.BytesIO(heatmap_layer_png(weights, same_size)))
+    assert png.mode == "P" and "transparency" in png.info  # one index a pixel, RGBA palette
+    layer = np.asarray(png.convert("RGBA")).astype(int)
     expected_colour = _colour_map(weights).astype(int)
     assert np.abs(layer[:, :, :3] - expected_colour).max() <= 5
     assert np.abs(layer[:, :, 3] - weights * 255).max() <= 1

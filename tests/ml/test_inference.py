@@ -56,7 +56,7 @@ def test_explains_with_a_heat_map_and_a_layer_the_originals_size(engine: Inferen
     assert explanation.heatmap.shape == (32, 32)
     assert explanation.heatmap.min() >= 0 and explanation.heatmap.max() <= 1
     layer = Image.open(io.BytesIO(explanation.layer_png))
-    assert layer.format == "PNG" and layer.mode == "RGBA" and layer.size == (200, 200)
+    assert layer.format == "PNG" and layer.has_transparency_data and layer.size == (200, 200)
 
 
 def test_explaining_an_unknown_label_is_a_clear_error(engine: InferenceEngine) -> None:

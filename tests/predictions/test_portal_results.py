@@ -42,6 +42,22 @@ def png_of_mode(mode: str) -> bytes:
     return buffer.getvalue()
 
 
+def test_a_palette_layer_with_opacities_is_shown_over_the_scan(
+    portal: Client, prediction: Any
+) -> None:
+    see_through = Image.new("P", (8, 5))
+    see_through.putpalette(bytes(range(256)) * 4, rawmode="RGBA")
+    buffer = io.BytesIO()
+    see_through.save(buffer, format="PNG")
+    prediction.heatmap.save("h.png", ContentFile(buffer.getvalue()), save=True)
+    page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    assert 'id="heatmap-opacity"' in page and "older worker" not in page
+    # A palette without opacities is an opaque picture: beside the scan, as an old blend.
+    prediction.heatmap.save("h.png", ContentFile(png_of_mode("P")), save=True)
+    page = portal.get(f"/jobs/{prediction.job.public_id}/").content.decode()
+    assert "older worker" in page and 'id="heatmap-opacity"' not in page
+
+
 def test_an_old_blended_heat_map_is_shown_beside_the_scan_not_over_it(
     portal: Client, prediction: Any
 ) -> None:
