@@ -23,8 +23,13 @@ from tests.integration.conftest import poll_until_finished, submit, wait_for
 from workers.config import broker_url
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-# Four threads, and a wait long enough that only "every held job is in the batch" ends it.
-BATCHING = {"WORKER_BATCH_SIZE": "4", "WORKER_BATCH_WAIT_MS": "4000"}
+# Four threads, and a wait long enough that only "every held job is in the batch" ends it;
+# one batch at a time, so jobs that arrive while a batch runs gather for the next one.
+BATCHING = {
+    "WORKER_BATCH_SIZE": "4",
+    "WORKER_BATCH_WAIT_MS": "4000",
+    "WORKER_BATCHES_IN_FLIGHT": "1",
+}
 
 
 class DownloadGates:
@@ -97,6 +102,27 @@ def test_a_lone_job_runs_at_once_and_jobs_arriving_meanwhile_share_the_next_batc
     for body in bodies:
         assert body["worker"] == worker.name and body["attempts"] == 1
         assert caller[0].get(body["result"]["heatmap_url"], timeout=10).content[:4] == b"\x89PNG"
+
+
+def test_a_second_batch_runs_while_the_first_waits_on_the_site(
+    site: str, caller: Any, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts = count_bulk_starts(monkeypatch)
+    gates = DownloadGates(monkeypatch)
+    start_worker(pool="threads", threads=4, **{**BATCHING, "WORKER_BATCHES_IN_FLIGHT": "2"})
+    try:
+        first = submit(site, caller)
+        wait_for(gates.first_asked.is_set, 3, "the first job to fetch its image")
+        second = submit(site, caller)
+        wait_for(gates.rest_asked.is_set, 30, "a second batch to start while the first waits")
+        gates.rest.set()
+        second_body = poll_until_finished(caller[0], second["url"], timeout_s=60)
+        assert second_body["status"] == "succeeded", second_body
+        assert Job.objects.get(public_id=first["id"]).status == "running"  # still held
+    finally:
+        gates.open_all()
+    assert poll_until_finished(caller[0], first["url"], timeout_s=60)["status"] == "succeeded"
+    assert starts == [1, 1]
 
 
 def test_a_bad_image_in_a_batch_fails_its_own_job_only(
