@@ -2,11 +2,15 @@
 
     .venv/bin/python scripts/bench_gradcam.py [--model models/<version>] [--data DIR]
 
-For batch sizes 1, 8, 16 and 32 it times, per image (median of `--repeats` runs):
+For batch sizes 1, 8, 16 and 32 it times, per image (median of `--repeats` runs; wall
+time, and in brackets the process's CPU time, which is what a busy worker pays):
   forward        the served model's forward pass alone (what a label costs)
-  forward+cam    the forward pass, then one batched Grad-CAM pass (what the worker runs)
-  explain_many   the whole batched call: decode, guard, forward, Grad-CAM, heat-map PNGs
-On-demand heat maps would save (forward+cam - forward) per job and add a second task,
+  +tf cam        the forward pass, then TensorFlow's Grad-CAM pass (gradient tape over
+                 every network of an ensemble: the reference, and the path for other heads)
+  +closed form   the served call that also returns the networks' last activations, then
+                 the closed-form maps (`ml.gradcam`): what the worker runs when it can
+  explain_many   the whole batched call: decode, guard, forward, maps, heat-map PNGs
+On-demand heat maps would save (+closed form - forward) per job and add a second task,
 its round trips and the image's decode again when a result is opened.
 """
 
@@ -43,22 +47,25 @@ def main() -> None:
     engine = InferenceEngine.load(model_dir)
     images = _images(args.data, max(BATCH_SIZES))
     print(f"model {engine.version}; {len(images)} images; median of {args.repeats} runs")
-    print(
-        f"{'batch':>5} {'forward':>12} {'forward+cam':>12} {'cam/forward':>12} {'explain_many':>13}"
-    )
+    print(f"{'batch':>5} {'forward':>17} {'+tf cam':>17} {'+closed form':>17} "
+          f"{'explain_many':>17}")  # fmt: skip
     for size in BATCH_SIZES:
         chosen = images[:size]
         arrays = np.stack([preprocess_bytes(data, engine.config) for data in chosen])
         targets = np.zeros(size, np.int32)
-        forward = _per_image_ms(lambda a=arrays: engine._forward(a).numpy(), size, args.repeats)
-        with_cam = _per_image_ms(
-            lambda a=arrays, t=targets: (engine._forward(a).numpy(), engine._gradcam(a, t).numpy()),
-            size,
-            args.repeats,
-        )
-        whole = _per_image_ms(lambda c=chosen: engine.explain_many(c), size, args.repeats)
-        print(f"{size:>5} {forward:>9.2f} ms {with_cam:>9.2f} ms {with_cam / forward:>11.1f}x "
-              f"{whole:>10.2f} ms")  # fmt: skip
+        runs: list[Callable[[], object]] = [
+            lambda a=arrays: engine.predict_arrays(a),
+            lambda a=arrays, t=targets: (
+                engine.predict_arrays(a),
+                np.asarray(engine._gradcam(a, t)),
+            ),
+            lambda a=arrays, t=targets: engine._heatmaps(a, t, engine._classify_for_maps(a)[1]),
+            lambda c=chosen: engine.explain_many(c),
+        ]
+        cells = [_per_image_ms(run, size, args.repeats) for run in runs]
+        print(f"{size:>5} " + " ".join(f"{wall:>6.1f} ({cpu:>5.1f}) ms" for wall, cpu in cells))
+    if engine._head_kernels is None:
+        print("(this model's served call returns no activations: +closed form is TensorFlow's)")
 
 
 def _images(folder: Path | None, count: int) -> list[bytes]:
@@ -75,14 +82,16 @@ def _images(folder: Path | None, count: int) -> list[bytes]:
     return [encode(mri_like(512, seed), "JPEG") for seed in range(count)]
 
 
-def _per_image_ms(work: Callable[[], object], size: int, repeats: int) -> float:
+def _per_image_ms(work: Callable[[], object], size: int, repeats: int) -> tuple[float, float]:
+    """(wall, CPU) milliseconds per image, each the median over `repeats` runs."""
     work()  # warm: traces a new batch shape
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         work()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000 / size
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu_started)
+    return statistics.median(walls) * 1000 / size, statistics.median(cpus) * 1000 / size
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class Burst:
     redelivered: int
     worker_processes: int
     worker_peak_rss_mib: float
+    submitted_after: float  # seconds until the last submission was answered
 
     @property
     def rate(self) -> float:
@@ -219,6 +220,7 @@ def burst(
     with ThreadPoolExecutor(SUBMITTERS) as pool:
         submitted = pool.map(lambda image: submit(session, stack.site_url, patient, image), images)
         urls = list(submitted)
+    submitted_after = time.perf_counter() - start
     deadline = time.monotonic() + max(900.0, 2.0 * len(images))
     while True:
         counts = count_jobs(session, stack.site_url, patient)
@@ -240,6 +242,7 @@ def burst(
         redelivered=recorded["redelivered"],
         worker_processes=len(peak_rss),
         worker_peak_rss_mib=sum(peak_rss.values()),
+        submitted_after=submitted_after,
     )
 
 
@@ -316,7 +319,8 @@ def print_burst(name: str, processes: int, result: Burst) -> None:
     verdict = "none lost, none twice" if result.intact else "JOBS LOST OR RECORDED TWICE"
     print(
         f"[{name}] burst of {result.jobs} jobs, {processes} worker process(es): "
-        f"{result.seconds:.1f} s, {result.rate:.1f} jobs/s; succeeded {result.succeeded}, "
+        f"{result.seconds:.1f} s, {result.rate:.1f} jobs/s (all submitted after "
+        f"{result.submitted_after:.1f} s); succeeded {result.succeeded}, "
         f"failed {result.failed}, recorded once {result.recorded_once}, twice "
         f"{result.recorded_twice}, redelivered {result.redelivered} ({verdict}); "
         f"{result.worker_processes} celery worker processes, peak RSS "
