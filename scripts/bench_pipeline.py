@@ -6,8 +6,10 @@ with a private Redis): jobs are submitted over the HTTP API, queued in Redis, cl
 the worker, posted back, and polled. For each pipeline it measures
   - sequential single-job latency (submit -> succeeded; median and p90), one worker process;
   - a burst of --jobs jobs (default 1,000) with one worker process, then with two: jobs/s;
-  - the worker processes' resident memory (peak, summed), and
-  - whether every job was recorded exactly once (none lost, none twice).
+  - the worker processes' resident memory (peak, summed),
+  - whether every job was recorded exactly once (none lost, none twice), and
+  - what the site alone accepts with the workers stopped (--ceiling-jobs): the most any
+    worker could be given on this machine.
 The baseline is the commit the throughput issue started from (BASELINE_COMMIT), extracted
 with `git archive` into a temporary folder and run with this virtual environment.
 The last line is `pipeline speed-up: N.Nx`: this checkout's burst rate with one worker
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,6 +98,7 @@ def main() -> None:
         pipelines = [p for p in pipelines if args.only in (None, p.name)]
         latencies: dict[str, list[float]] = {}
         bursts: dict[tuple[str, int], Burst] = {}
+        ceilings: dict[str, float] = {}
         # Interleaved (baseline, new, baseline, new): drift on a shared machine hits both alike.
         for processes in args.workers:
             for pipeline in pipelines:
@@ -111,7 +115,13 @@ def main() -> None:
                         stack, session, patient, burst_images, var_dir, pipeline.root
                     )
                     print_burst(pipeline.name, processes, bursts[pipeline.name, processes])
-        print_summary(pipelines, args.workers, latencies, bursts)
+                    if processes == args.workers[0] and args.ceiling_jobs:
+                        ceilings[pipeline.name] = submission_ceiling(
+                            stack, session, patient, burst_images[: args.ceiling_jobs]
+                        )
+                        print(f"[{pipeline.name}] the site alone (workers stopped) accepts "
+                              f"{ceilings[pipeline.name]:.1f} jobs/s", flush=True)  # fmt: skip
+        print_summary(pipelines, args.workers, latencies, bursts, ceilings)
 
 
 def parse_args() -> argparse.Namespace:
@@ -124,6 +134,13 @@ def parse_args() -> argparse.Namespace:
         nargs="+",
         default=[1, 2],
         help="worker process counts to measure the burst with",
+    )
+    parser.add_argument(
+        "--ceiling-jobs",
+        type=int,
+        default=300,
+        help="jobs submitted with the workers stopped, to measure what the site alone accepts "
+        "(0: skip)",
     )
     parser.add_argument("--size", type=int, default=512, help="synthetic image side, pixels")
     parser.add_argument("--baseline", default=BASELINE_COMMIT, help="the baseline's git revision")
@@ -286,12 +303,36 @@ def predictions_per_job(var_dir: Path, root: Path, job_ids: list[str]) -> dict:
     return dict(found)
 
 
+def submission_ceiling(
+    stack: RunningStack, session: requests.Session, patient: str, images: list[bytes]
+) -> float:
+    """Jobs/s the site accepts with every worker process stopped (SIGSTOP): the most any
+    worker could be given on this machine. The jobs wait in Redis; the stack is closed next."""
+    workers = worker_pids(stack)
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(SUBMITTERS) as pool:
+            list(pool.map(lambda image: submit(session, stack.site_url, patient, image), images))
+        return len(images) / (time.perf_counter() - start)
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+
+
+def worker_pids(stack: RunningStack) -> list[int]:
+    """The stack's Celery worker processes (not Flower, which is `workers.flower_app`)."""
+    return [
+        pid
+        for pid, command in processes_in_groups(stack.all_service_groups()).items()
+        if "celery" in command and "worker" in command.split()
+    ]
+
+
 def sample_worker_rss(stack: RunningStack, peak: dict[int, float]) -> None:
     """Keep each worker process's peak resident memory (VmHWM, MiB) seen so far."""
-    for pid, command in processes_in_groups(stack.all_service_groups()).items():
-        words = command.split()
-        if "celery" not in command or "worker" not in words:  # not Flower (workers.flower_app)
-            continue
+    for pid in worker_pids(stack):
         try:
             status = Path(f"/proc/{pid}/status").read_text()
         except OSError:
@@ -334,6 +375,7 @@ def print_summary(
     workers: list[int],
     latencies: dict[str, list[float]],
     bursts: dict[tuple[str, int], Burst],
+    ceilings: dict[str, float],
 ) -> None:
     print(
         "\n| pipeline | worker processes | jobs/s | latency median | latency p90 | "
@@ -349,8 +391,10 @@ def print_summary(
                 f"| {pipeline.name} | {processes} | {result.rate:.1f} | {median} | {p90} | "
                 f"{result.worker_peak_rss_mib:.0f} MiB | {'yes' if result.intact else 'NO'} |"
             )
+    for name, rate in ceilings.items():
+        print(f"\n[{name}] site alone, workers stopped: {rate:.1f} jobs/s accepted", end="")
     intact = all(result.intact for result in bursts.values())
-    print(f"\njobs lost or recorded twice: {'none' if intact else 'SOME (see above)'}")
+    print(f"\n\njobs lost or recorded twice: {'none' if intact else 'SOME (see above)'}")
     first = workers[0]
     if ("baseline", first) in bursts and ("new", first) in bursts:
         speed_up = bursts["new", first].rate / bursts["baseline", first].rate
