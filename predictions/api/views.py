@@ -144,9 +144,10 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewS
         submission = ScanSubmissionSerializer(data=request.data, context={"request": request})
         submission.is_valid(raise_exception=True)
         data = submission.validated_data
-        earlier = jobs.earlier_job_for_same_image(data["patient"], data["facts"].sha256)
-        if earlier is not None and not data["allow_duplicate"]:
-            return self._duplicate(request, earlier)
+        if not data["allow_duplicate"]:
+            earlier = jobs.earlier_job_for_same_image(data["patient"], data["facts"].sha256)
+            if earlier is not None:
+                return self._duplicate(request, earlier)
         job = jobs.submit_scan(
             data["patient"],
             data["image"],
