@@ -13,10 +13,12 @@ from unittest import mock
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from predictions import dispatch
+from predictions import dispatch, jobs
 from predictions.models import Job
 from tests.factories import JobFactory
 from tests.images import jpeg_bytes
@@ -139,3 +141,13 @@ def test_bulk_outcomes_cost_a_few_queries_per_job(
     with django_assert_max_num_queries(BULK_OUTCOMES[0] + BULK_OUTCOMES[1] * len(jobs_of)):
         response = worker_api.post("/api/v1/internal/jobs/outcomes/", body, format="json")
     assert all(item["recorded"] is True for item in response.json()["results"])
+
+
+def test_the_duplicate_lookup_reads_one_index_entry_not_the_patients_scans(patient: Any) -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL picks its index from table statistics; SQLite has none")
+    with CaptureQueriesContext(connection) as captured:
+        jobs.earlier_job_for_same_image(patient, "0" * 64)
+    with connection.cursor() as cursor:
+        plan = cursor.execute(f"EXPLAIN QUERY PLAN {captured[-1]['sql']}").fetchall()
+    assert "scan_patient_sha256" in str(plan)
