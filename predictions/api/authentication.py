@@ -10,6 +10,7 @@ from rest_framework import authentication, exceptions
 if TYPE_CHECKING:
     from rest_framework.request import Request
 
+from predictions.models import Membership
 from predictions.security import token_failure_limit
 
 
@@ -27,7 +28,20 @@ class ApiTokenAuthentication(TokenAuthentication):
         limit = token_failure_limit()
         limit.check(request)
         try:
-            return super().authenticate(request)
+            user, token = super().authenticate(request)
         except exceptions.AuthenticationFailed:
             limit.record_failure(request)
             raise
+        _load_membership(user)
+        return user, token
+
+
+def _load_membership(user: Any) -> None:
+    """Fetch the user's membership with its organisation: one query, not two.
+
+    Every API request reads the organisation (the permission check, then the querysets);
+    loaded lazily it costs a query for the membership and another for the organisation.
+    """
+    membership = Membership.objects.select_related("organisation").filter(user=user).first()
+    # None is cached too: `organisation_of` then answers None without a query.
+    user.membership = membership

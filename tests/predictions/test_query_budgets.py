@@ -65,9 +65,9 @@ def result(job: Job) -> dict[str, Any]:
 
 # Counted inside the test's transaction: each atomic block adds a SAVEPOINT and a RELEASE.
 BUDGETS = {
-    "submission": 24,
-    "submission, duplicates allowed": 23,
-    "job status": 19,
+    "submission": 23,
+    "submission, duplicates allowed": 22,
+    "job status": 18,
     "claim after commit": 1,
     "image download": 2,
 }
