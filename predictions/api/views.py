@@ -7,7 +7,6 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -20,7 +19,7 @@ from rest_framework.serializers import BaseSerializer, CharField
 from dicom import api as dicom_api
 from dicom.uploads import is_dicom_file
 from predictions import audit, jobs, reviews
-from predictions.api.filters import JobFilter, PatientFilter
+from predictions.api.filters import JobFilter, PatientFilter, QueryFilterBackend
 from predictions.api.serializers import (
     JobSerializer,
     JobSummarySerializer,
@@ -89,7 +88,7 @@ class PatientViewSet(
     }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [QueryFilterBackend]
     filterset_class = PatientFilter
 
     def get_queryset(self) -> QuerySet[Patient]:
@@ -189,7 +188,7 @@ class JobViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewSe
     }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [QueryFilterBackend]
     filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[Job]:
