@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django.utils import timezone
 from knox.auth import TokenAuthentication
+from knox.models import AuthToken
+from knox.signals import token_expired
 from rest_framework import authentication, exceptions
 
 if TYPE_CHECKING:
@@ -34,6 +37,26 @@ class ApiTokenAuthentication(TokenAuthentication):
             raise
         _load_membership(user)
         return user, token
+
+    def _cleanup_token(self, auth_token: AuthToken) -> bool:
+        """Delete the presented token if it has expired, and say so: knox then refuses it.
+
+        knox's own version also reads all the user's other tokens, on every request, to
+        delete the expired ones: 0.4 ms, half of authenticating. An expired token is
+        refused here whenever it is presented; `sweep_jobs` deletes the others in bulk.
+        """
+        if auth_token.expiry is None or auth_token.expiry >= timezone.now():
+            return False
+        username = auth_token.user.get_username()
+        auth_token.delete()
+        token_expired.send(sender=self.__class__, username=username, source="auth_token")
+        return True
+
+
+def delete_expired_tokens() -> int:
+    """Delete every expired API token (refused anyway); return how many there were."""
+    deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
+    return deleted
 
 
 def _load_membership(user: Any) -> None:

@@ -65,9 +65,9 @@ def result(job: Job) -> dict[str, Any]:
 
 # Counted inside the test's transaction: each atomic block adds a SAVEPOINT and a RELEASE.
 BUDGETS = {
-    "submission": 23,
-    "submission, duplicates allowed": 22,
-    "job status": 18,
+    "submission": 22,
+    "submission, duplicates allowed": 21,
+    "job status": 17,
     "claim after commit": 1,
     "image download": 2,
 }

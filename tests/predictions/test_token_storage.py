@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.apps import apps
+from django.core.management import call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from knox.models import AuthToken
@@ -96,6 +99,23 @@ def test_a_token_request_reads_the_organisation_once(clinician: Any, organisatio
     tables = ('"predictions_membership"', '"predictions_organisation"')
     reads = [q["sql"] for q in captured if any(table in q["sql"] for table in tables)]
     assert len(reads) == 1 and all(table in reads[0] for table in tables)  # one join
+
+
+def test_an_expired_token_is_refused_and_deleted(clinician: Any) -> None:
+    _, key = AuthToken.objects.create(clinician, expiry=timedelta(seconds=-1))
+    assert calls_with(key) == 401
+    assert not AuthToken.objects.exists()
+
+
+def test_a_users_other_expired_tokens_are_deleted_by_the_sweeper(clinician: Any) -> None:
+    expired, _ = AuthToken.objects.create(clinician, expiry=timedelta(seconds=-1))
+    current, key = AuthToken.objects.create(clinician, expiry=timedelta(days=1))
+    assert calls_with(key) == 200
+    assert AuthToken.objects.filter(pk=expired.pk).exists()  # left for the sweeper
+    out = io.StringIO()
+    call_command("sweep_jobs", stdout=out)
+    assert list(AuthToken.objects.all()) == [current]
+    assert "1 expired API token(s) deleted" in out.getvalue()
 
 
 def test_a_sqlite_database_file_is_made_private(tmp_path: Path) -> None:
