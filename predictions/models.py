@@ -152,6 +152,11 @@ class Scan(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        indexes = [
+            # The duplicate check on every submission (`jobs.earlier_job_for_same_image`):
+            # without it SQLite reads all the patient's scans to find one image.
+            models.Index(fields=["patient", "sha256"], name="scan_patient_sha256"),
+        ]
 
     def __str__(self) -> str:
         return f"scan {self.public_id}"

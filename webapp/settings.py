@@ -113,10 +113,19 @@ DATABASES = {
 # web server thread) for ever: seconds to connect, and seconds a statement may run (0: none).
 DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
 DATABASE_STATEMENT_TIMEOUT = env_float("DATABASE_STATEMENT_TIMEOUT", 30.0, minimum=0.0)
+# Write-ahead log: readers do not wait for the writer, and a commit is one append and one
+# fsync of the log instead of a rollback journal written, synced and deleted (each request
+# commits a few times). synchronous=FULL keeps every committed transaction through a power
+# loss, as before: a job answered with 202 is never lost.
+SQLITE_INIT_COMMAND = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, the sweeper and the tests write concurrently: wait for the
     # lock instead of failing with "database is locked".
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": SQLITE_INIT_COMMAND,
+    }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"] = {
         **DATABASES["default"].get("OPTIONS", {}),

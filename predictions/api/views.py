@@ -7,7 +7,6 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import FileResponse
 from django.urls import reverse
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
@@ -20,7 +19,7 @@ from rest_framework.serializers import BaseSerializer, CharField
 from dicom import api as dicom_api
 from dicom.uploads import is_dicom_file
 from predictions import audit, jobs, reviews
-from predictions.api.filters import JobFilter, PatientFilter
+from predictions.api.filters import JobFilter, PatientFilter, QueryFilterBackend
 from predictions.api.serializers import (
     JobSerializer,
     JobSummarySerializer,
@@ -89,7 +88,7 @@ class PatientViewSet(
     }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [QueryFilterBackend]
     filterset_class = PatientFilter
 
     def get_queryset(self) -> QuerySet[Patient]:
@@ -144,9 +143,10 @@ class ScanViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewS
         submission = ScanSubmissionSerializer(data=request.data, context={"request": request})
         submission.is_valid(raise_exception=True)
         data = submission.validated_data
-        earlier = jobs.earlier_job_for_same_image(data["patient"], data["facts"].sha256)
-        if earlier is not None and not data["allow_duplicate"]:
-            return self._duplicate(request, earlier)
+        if not data["allow_duplicate"]:
+            earlier = jobs.earlier_job_for_same_image(data["patient"], data["facts"].sha256)
+            if earlier is not None:
+                return self._duplicate(request, earlier)
         job = jobs.submit_scan(
             data["patient"],
             data["image"],
@@ -188,7 +188,7 @@ class JobViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, AuditedViewSe
     }
     lookup_field = "public_id"
     lookup_url_kwarg = "pk"
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [QueryFilterBackend]
     filterset_class = JobFilter
 
     def get_queryset(self) -> QuerySet[Job]:

@@ -271,9 +271,10 @@ def scan_upload(request: HttpRequest, public_id: uuid.UUID) -> JsonResponse:
     if not form.is_valid():
         return JsonResponse({"errors": form.errors.get("image", ["Invalid upload."])}, status=400)
     data = form.cleaned_data
-    earlier = jobs.earlier_job_for_same_image(patient, data["facts"].sha256)
-    if earlier is not None and not data["allow_duplicate"]:
-        return JsonResponse(_duplicate_answer(earlier), status=409)
+    if not data["allow_duplicate"]:
+        earlier = jobs.earlier_job_for_same_image(patient, data["facts"].sha256)
+        if earlier is not None:
+            return JsonResponse(_duplicate_answer(earlier), status=409)
     job = jobs.submit_scan(
         patient, data["image"], data["facts"], request.user, original_name=data["image"].name
     )

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
 
+from predictions.api.filters import JobFilter
 from predictions.models import Job
 from tests.factories import JobFactory, PredictionFactory, ScanFactory
 
@@ -56,6 +58,17 @@ def test_lists_filter_by_status_and_patient(api: Any, patient: Any, job: Job) ->
 @pytest.mark.parametrize("query", ["status=exploded", "patient=not-a-uuid"])
 def test_bad_filters_are_a_400(api: Any, db: None, query: str) -> None:
     assert api.get(f"{URL}?{query}").status_code == 400
+
+
+def test_a_job_lookup_without_parameters_builds_no_filter_set(api: Any, job: Job) -> None:
+    with mock.patch.object(JobFilter, "__init__", side_effect=AssertionError("built")):
+        assert api.get(f"{URL}{job.public_id}/").status_code == 200
+
+
+def test_a_job_lookup_with_parameters_is_still_filtered(api: Any, job: Job) -> None:
+    assert api.get(f"{URL}{job.public_id}/?status=queued").status_code == 200
+    assert api.get(f"{URL}{job.public_id}/?status=failed").status_code == 404
+    assert api.get(f"{URL}{job.public_id}/?status=exploded").status_code == 400
 
 
 def test_a_failed_job_can_be_retried_as_a_new_job(

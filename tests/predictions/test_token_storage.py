@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import io
 import stat
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.apps import apps
+from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from tests.factories import ScanFactory, api_token
+from tests.factories import ScanFactory, UserFactory, api_token
 
 pytestmark = pytest.mark.django_db
 migration = importlib.import_module("predictions.migrations.0012_hash_existing_api_tokens")
@@ -79,6 +83,39 @@ def test_uploaded_scans_and_heat_maps_are_private_files(media_root: Path) -> Non
     scan = ScanFactory()
     assert mode(scan.image.path) == 0o600
     assert mode(Path(scan.image.path).parent) == 0o700
+
+
+def test_a_token_of_a_user_without_an_organisation_is_refused(db: None) -> None:
+    loner = UserFactory(membership=None)
+    assert calls_with(api_token(loner)) == 403
+
+
+def test_a_token_request_reads_the_organisation_once(clinician: Any, organisation: Any) -> None:
+    key = api_token(clinician)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get("/api/v1/jobs/").status_code == 200
+    tables = ('"predictions_membership"', '"predictions_organisation"')
+    reads = [q["sql"] for q in captured if any(table in q["sql"] for table in tables)]
+    assert len(reads) == 1 and all(table in reads[0] for table in tables)  # one join
+
+
+def test_an_expired_token_is_refused_and_deleted(clinician: Any) -> None:
+    _, key = AuthToken.objects.create(clinician, expiry=timedelta(seconds=-1))
+    assert calls_with(key) == 401
+    assert not AuthToken.objects.exists()
+
+
+def test_a_users_other_expired_tokens_are_deleted_by_the_sweeper(clinician: Any) -> None:
+    expired, _ = AuthToken.objects.create(clinician, expiry=timedelta(seconds=-1))
+    current, key = AuthToken.objects.create(clinician, expiry=timedelta(days=1))
+    assert calls_with(key) == 200
+    assert AuthToken.objects.filter(pk=expired.pk).exists()  # left for the sweeper
+    out = io.StringIO()
+    call_command("sweep_jobs", stdout=out)
+    assert list(AuthToken.objects.all()) == [current]
+    assert "1 expired API token(s) deleted" in out.getvalue()
 
 
 def test_a_sqlite_database_file_is_made_private(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -171,6 +172,8 @@ INVALID_RESULTS = {
     "negative time": {"inference_ms": -1},
     "other contract version": {"version": 99},
     "heat map not base64": {"heatmap_png": "***"},
+    "heat map with a null character": {"heatmap_png": "iVBO\x00Rw=="},
+    "heat map not text": {"heatmap_png": ["iVBORw=="]},
 }
 
 
@@ -178,6 +181,16 @@ INVALID_RESULTS = {
 def test_invalid_results_are_refused(worker_api: Any, job: Job, change: dict[str, Any]) -> None:
     response = worker_api.post(url(job, "result"), result_body(**change), format="json")
     assert response.status_code == 400
+    job.refresh_from_db()
+    assert job.status == "queued"
+
+
+def test_a_heat_map_with_a_surrogate_character_is_refused(worker_api: Any, job: Job) -> None:
+    # json.dumps escapes the lone surrogate, as a client's JSON library would send it.
+    body = json.dumps(result_body(heatmap_png="iVBO\ud800Rw=="))
+    response = worker_api.post(url(job, "result"), body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"heatmap_png": ["heatmap_png must be base64"]}
     job.refresh_from_db()
     assert job.status == "queued"
 

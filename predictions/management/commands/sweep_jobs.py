@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import DatabaseError, close_old_connections
 
 from predictions import broker_status, dispatch, jobs
+from predictions.api.authentication import delete_expired_tokens
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ class Command(BaseCommand):
     help = (
         "Send jobs that waited for an unreachable broker, queue stale jobs again (queued or "
         "running past JOB_QUEUED_TIMEOUT / JOB_RUNNING_TIMEOUT) and fail those out of "
-        "attempts, so no job hangs; with --loop, also store the broker's status for the "
-        "dashboard."
+        "attempts, so no job hangs, and delete expired API tokens; with --loop, also store "
+        "the broker's status for the dashboard."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -78,3 +79,6 @@ class Command(BaseCommand):
         requeued, failed = jobs.sweep()
         if requeued or failed or always_report:
             self.stdout.write(f"sweep: {requeued} requeued, {failed} failed")
+        # Authentication leaves a user's expired tokens other than the one presented.
+        if expired := delete_expired_tokens():
+            self.stdout.write(f"sweep: {expired} expired API token(s) deleted")
