@@ -317,7 +317,8 @@ class InferenceEngine:
                 networks, self._head_kernels, strict=True
             )
         ]
-        return resize_bilinear(np.mean(cams, axis=0), tuple(self.config.input_size))
+        height, width = self.config.input_size
+        return resize_bilinear(np.mean(cams, axis=0), (height, width))
 
     def _class_index(self, label: str) -> int:
         if label not in self.class_names:
