@@ -7,7 +7,6 @@ The security cache's counters (throttles, failed tokens) are database queries to
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 from unittest import mock
 
@@ -22,11 +21,9 @@ from predictions import dispatch, jobs
 from predictions.models import Job
 from tests.factories import JobFactory
 from tests.images import jpeg_bytes
-from workers.contracts import CONTRACT_VERSION
+from tests.predictions.test_worker_endpoints import result_body
 
 pytestmark = pytest.mark.django_db
-
-PROBABILITIES = {"glioma": 0.1, "meningioma": 0.7, "no_tumor": 0.1, "pituitary": 0.1}
 
 
 @pytest.fixture
@@ -50,17 +47,7 @@ def submit(client: APIClient, patient: Any, **extra: str) -> Any:
 
 
 def result(job: Job) -> dict[str, Any]:
-    return {
-        "id": str(job.public_id),
-        "version": CONTRACT_VERSION,
-        "label": "meningioma",
-        "probabilities": PROBABILITIES,
-        "model_version": "m-1",
-        "inference_ms": 9.5,
-        "worker": "cpu@host",
-        "needs_review": False,
-        "heatmap_png": base64.b64encode(b"\x89PNG heat").decode(),
-    }
+    return {"id": str(job.public_id), **result_body()}
 
 
 # Counted inside the test's transaction: each atomic block adds a SAVEPOINT and a RELEASE.
