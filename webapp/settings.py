@@ -92,11 +92,18 @@ def postgres_timeouts(connect_s: int, statement_s: float) -> dict[str, object]:
 
     The statement limit is enforced by the server; `tcp_user_timeout` also drops a
     connection whose data the server has not acknowledged for that long (a cut network).
+    The server also ends a session that keeps a transaction open without a word for that
+    long: a client lost mid-transaction (behind a relay that went dead without closing its
+    connections, say) would otherwise hold its rows locked for ever, and every later
+    update of those jobs would wait on it.
     """
     options: dict[str, object] = {"connect_timeout": connect_s}
     if statement_s:
         milliseconds = int(statement_s * 1000)
-        options["options"] = f"-c statement_timeout={milliseconds}"
+        options["options"] = (
+            f"-c statement_timeout={milliseconds} "
+            f"-c idle_in_transaction_session_timeout={milliseconds}"
+        )
         options["tcp_user_timeout"] = milliseconds
     return options
 

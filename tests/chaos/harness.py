@@ -115,8 +115,18 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
 
 
 def _reset(end: socket.socket) -> None:
+    """End the connection now: linger 0, so the close resets it.
+
+    The shutdown first: a pump thread is blocked in `recv` on this socket, and closing the
+    descriptor alone leaves that call, and so the connection, alive (Linux). The relay then
+    stopped relaying without resetting anything: a client mid-query waited for ever, and a
+    transaction left open on the server held its row locks (a job then never finished).
+    """
     with contextlib.suppress(OSError):
         end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    with contextlib.suppress(OSError):
+        end.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):
         end.close()
 
 

@@ -77,7 +77,9 @@ def test_a_frozen_broker_fails_a_worker_inspection_instead_of_hanging(
 @pytest.mark.parametrize(
     ("connect_s", "statement_s", "expected"),
     [
-        (5, 30.0, {"connect_timeout": 5, "options": "-c statement_timeout=30000",
+        (5, 30.0, {"connect_timeout": 5,
+                   "options": "-c statement_timeout=30000 "
+                              "-c idle_in_transaction_session_timeout=30000",
                    "tcp_user_timeout": 30000}),
         (2, 0.0, {"connect_timeout": 2}),
     ],
@@ -97,4 +99,6 @@ def test_the_database_in_use_enforces_the_statement_limit(settings: Any) -> None
     assert database["CONN_HEALTH_CHECKS"] is True
     with connection.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone()[0] == f"{int(settings.DATABASE_STATEMENT_TIMEOUT)}s"
+        cursor.execute("SHOW idle_in_transaction_session_timeout")
         assert cursor.fetchone()[0] == f"{int(settings.DATABASE_STATEMENT_TIMEOUT)}s"
