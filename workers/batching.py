@@ -126,7 +126,6 @@ class Batcher:
         self._pid = 0
         self._slots = threading.Semaphore(in_flight)
         self._running_jobs = 0  # tickets in batches that run now, for `_all_held_in`
-        self._runners: ThreadPoolExecutor | None = None
 
     def submit(self, job_id: str, contract_version: int) -> Ticket:
         ticket = Ticket(job_id, contract_version)
@@ -140,17 +139,18 @@ class Batcher:
             if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
                 self._pid = os.getpid()
                 self._slots = threading.Semaphore(self.in_flight)
-                self._runners = ThreadPoolExecutor(self.in_flight, thread_name_prefix="batch")
-                self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
+                runners = ThreadPoolExecutor(self.in_flight, thread_name_prefix="batch")
+                self._thread = threading.Thread(
+                    target=self._loop, args=(runners,), name="batcher", daemon=True
+                )
                 self._thread.start()
 
-    def _loop(self) -> None:
+    def _loop(self, runners: ThreadPoolExecutor) -> None:
         while True:
             self._slots.acquire()
             batch = self.collect()
             self._count_running(len(batch))
-            assert self._runners is not None
-            self._runners.submit(self._run_in_slot, batch)
+            runners.submit(self._run_in_slot, batch)
 
     def _run_in_slot(self, batch: list[Ticket]) -> None:
         try:
