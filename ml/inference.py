@@ -139,11 +139,7 @@ class InferenceEngine:
         # returns (`ml.runtimes.explaining_network`): Grad-CAM then needs no TensorFlow pass.
         self._head_kernels: list[np.ndarray] | None = None
         if litert is not None and litert.explains:
-            self._head_kernels = [
-                kernel
-                for inner in _explained_models(model, LAST_CONV_LAYER)
-                if (kernel := softmax_head_kernel(inner, LAST_CONV_LAYER)) is not None
-            ]
+            self._head_kernels = _head_kernels(model)
 
     @classmethod
     def load(cls, artefact_dir: Path | str) -> InferenceEngine:
@@ -374,6 +370,20 @@ def _explained_models(model: Any, layer_name: str) -> list[Any]:
     if not members:
         raise ValueError(f"no layer named {layer_name!r} to explain the prediction with")
     return members
+
+
+def _head_kernels(model: Any) -> list[np.ndarray]:
+    """The softmax kernel of each network Grad-CAM explains, for the closed form."""
+    from ml.model import LAST_CONV_LAYER
+
+    kernels = [softmax_head_kernel(inner, LAST_CONV_LAYER)
+               for inner in _explained_models(model, LAST_CONV_LAYER)]  # fmt: skip
+    if any(kernel is None for kernel in kernels):
+        raise ValueError(
+            "the LiteRT conversion returns activations for Grad-CAM, but a network's head "
+            "allows no closed form: convert it again with python -m ml litert"
+        )
+    return [kernel for kernel in kernels if kernel is not None]
 
 
 def _keras() -> Any:

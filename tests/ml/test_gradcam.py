@@ -150,3 +150,12 @@ def test_the_reference_grad_cam_is_what_the_tape_gives(ensemble: Path) -> None:
     )
     reference = _gradcam(explainers, tf.constant(batch), tf.constant(targets)).numpy()
     np.testing.assert_allclose(reference, expected, atol=MAP_TOLERANCE)
+
+
+def test_activations_the_head_cannot_use_are_a_clear_error_at_load(
+    ensemble: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(RUNTIME_ENV, "litert")
+    monkeypatch.setattr("ml.inference.softmax_head_kernel", lambda *_: None)
+    with pytest.raises(ValueError, match="allows no closed form"):
+        InferenceEngine.load(ensemble)
