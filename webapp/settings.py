@@ -291,11 +291,15 @@ AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 10, minimum=1)
 WORKER_AUTH_FAILURE_LIMIT = env_int("WORKER_AUTH_FAILURE_LIMIT", 10, minimum=1)
 AUTH_FAILURE_WINDOW_S = env_int("AUTH_FAILURE_WINDOW_S", 300, minimum=1)
 # Counters every web process shares: a table in the database the site already needs.
+# Past MAX_ENTRIES Django culls a third of the live entries in key order, so the default
+# of 300 would let anyone with enough addresses (or a busy site) wipe an attacker's
+# failure count; the ceiling is out of reach, and `sweep_jobs` deletes expired counters.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     "security": {
         "BACKEND": "django.core.cache.backends.db.DatabaseCache",
         "LOCATION": "security_cache",
+        "OPTIONS": {"MAX_ENTRIES": 10_000_000},
     },
 }
 

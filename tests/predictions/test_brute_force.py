@@ -4,13 +4,19 @@ the limit; API traffic is throttled per user and per address."""
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+import time_machine
+from django.core.cache import caches
+from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 from rest_framework.test import APIClient
 
-from predictions.security import client_ip
+from predictions.security import SECURITY_CACHE, client_ip, delete_expired_counters
 from tests.factories import UserFactory, api_token
 
 PASSWORD = "correct horse battery staple"
@@ -145,3 +151,31 @@ def test_the_client_address_is_the_one_the_trusted_proxies_saw(
     settings.TRUSTED_PROXY_COUNT = proxies
     request = rf.get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=forwarded)
     assert client_ip(request) == expected
+
+
+@pytest.mark.django_db
+def test_other_clients_counters_never_wipe_an_attackers(settings: Any) -> None:
+    """Django's database cache culls a third of its entries by key order past MAX_ENTRIES
+    (300 unless set): enough other clients' throttle counters once deleted this one."""
+    settings.AUTH_FAILURE_LIMIT = 3
+    token = api_token(UserFactory())
+    for attempt in range(3):
+        assert api_from(ATTACKER, f"Token wrong{attempt}").get("/api/v1/jobs/").status_code == 401
+    counters = caches[SECURITY_CACHE]
+    for user in range(1000):  # what a thousand busy API users leave behind
+        counters.set(f"throttle_user_{user}", [1.0], 60)
+    assert api_from(ATTACKER, f"Token {token}").get("/api/v1/jobs/").status_code == 429
+
+
+@pytest.mark.django_db
+def test_the_sweeper_deletes_expired_counters_and_keeps_live_ones() -> None:
+    counters = caches[SECURITY_CACHE]
+    counters.set("throttle_user_1", [1.0], 60)
+    counters.set("throttle_user_2", [1.0], 60)
+    with time_machine.travel(timezone.now() + timedelta(seconds=120)):
+        counters.set("throttle_user_3", [1.0], 60)
+        out = StringIO()
+        call_command("sweep_jobs", stdout=out)
+        assert "2 expired security counter(s) deleted" in out.getvalue()
+        assert counters.get("throttle_user_3") == [1.0]
+        assert delete_expired_counters() == 0

@@ -12,6 +12,7 @@ from django.db import DatabaseError, close_old_connections
 
 from predictions import broker_status, dispatch, jobs
 from predictions.api.authentication import delete_expired_tokens
+from predictions.security import delete_expired_counters
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ class Command(BaseCommand):
     help = (
         "Send jobs that waited for an unreachable broker, queue stale jobs again (queued or "
         "running past JOB_QUEUED_TIMEOUT / JOB_RUNNING_TIMEOUT) and fail those out of "
-        "attempts, so no job hangs, and delete expired API tokens; with --loop, also store "
-        "the broker's status for the dashboard."
+        "attempts, so no job hangs, and delete expired API tokens and security counters; "
+        "with --loop, also store the broker's status for the dashboard."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -82,3 +83,5 @@ class Command(BaseCommand):
         # Authentication leaves a user's expired tokens other than the one presented.
         if expired := delete_expired_tokens():
             self.stdout.write(f"sweep: {expired} expired API token(s) deleted")
+        if expired := delete_expired_counters():
+            self.stdout.write(f"sweep: {expired} expired security counter(s) deleted")
