@@ -178,6 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--promote", action="store_true", help="make it the active model")
     ensemble.set_defaults(handler=run_ensemble)
 
+    cascade = commands.add_parser(
+        "cascade", help="serve one member of an ensemble alone where it is sure (ml/cascade.py)"
+    )
+    cascade.add_argument("--ensemble", type=Path, required=True, help="ensemble artefact folder")
+    cascade.add_argument(
+        "--data", type=Path, nargs="+", required=True, help="the ensemble's data folders"
+    )
+    cascade.add_argument("--out", type=Path, default=None, help="registry folder (default models/)")
+    cascade.add_argument("--promote", action="store_true", help="make it the active model")
+    cascade.set_defaults(handler=run_cascade)
+
     bench = commands.add_parser("bench", help="images per second: tutorial's way vs engine")
     bench.add_argument("--model", type=Path, help="artefact folder (default: active model)")
     bench.add_argument("--data", type=Path, required=True)
@@ -226,6 +237,18 @@ def run_ensemble(args: argparse.Namespace) -> None:
 
     out = args.out or default_registry_root()
     folder = make_ensemble(args.members, args.data, out, test_time_flip=not args.no_flip)
+    if args.promote:
+        ModelRegistry(out).promote(folder.name)
+        print(f"promoted {folder.name}")
+
+
+def run_cascade(args: argparse.Namespace) -> None:
+    from ml.cascade import make_cascade
+    from ml.finalize import calibrate
+
+    out = args.out or default_registry_root()
+    folder = make_cascade(args.ensemble, args.data, out)
+    calibrate(folder, args.data, with_guard=False)  # the ensemble's guard came along
     if args.promote:
         ModelRegistry(out).promote(folder.name)
         print(f"promoted {folder.name}")

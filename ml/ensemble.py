@@ -31,15 +31,34 @@ SHARED_METADATA = ("class_names", "input_size", "channels", "preprocessing", "tr
 def build_ensemble(members: list[keras.Model], test_time_flip: bool = True) -> keras.Model:
     """Return a model averaging `members` (and, with `test_time_flip`, their mirrored views)."""
     inputs = keras.Input(members[0].input_shape[1:], name="image")
+    passes, _ = member_passes(inputs, members, test_time_flip)
+    averaged = layers.Average(name="probabilities")(passes) if len(passes) > 1 else passes[0]
+    return keras.Model(inputs, averaged, name="ensemble")
+
+
+def member_passes(
+    inputs: Any, members: list[keras.Model], test_time_flip: bool
+) -> tuple[list[Any], list[Any]]:
+    """Each member's output on the image (then on its mirror), in the order the ensemble
+    averages them; and each member's output on the image alone."""
     mirrored = HorizontalFlip(name="mirror")(inputs) if test_time_flip else None
-    outputs = []
+    passes, unmirrored = [], []
     for index, member in enumerate(members):
         named = keras.Model(member.inputs, member.output, name=f"{MEMBER_PREFIX}{index}")
-        outputs.append(named(inputs))
+        unmirrored.append(named(inputs))
+        passes.append(unmirrored[-1])
         if mirrored is not None:
-            outputs.append(named(mirrored))
-    averaged = layers.Average(name="probabilities")(outputs) if len(outputs) > 1 else outputs[0]
-    return keras.Model(inputs, averaged, name="ensemble")
+            passes.append(named(mirrored))
+    return passes, unmirrored
+
+
+def ensemble_members(model: keras.Model) -> list[keras.Model]:
+    """The member networks of a model built by `build_ensemble` (or `ml.cascade`), in order.
+
+    By their number: Keras lists a model's layers in an order of its own (a cascade's
+    first member comes first)."""
+    members = [layer for layer in model.layers if layer.name.startswith(MEMBER_PREFIX)]
+    return sorted(members, key=lambda member: int(member.name.removeprefix(MEMBER_PREFIX)))
 
 
 def make_ensemble(

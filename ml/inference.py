@@ -29,7 +29,7 @@ from ml.preprocessing import (
 from ml.registry import METADATA_FILE, MODEL_FILE
 
 if TYPE_CHECKING:
-    from ml.runtimes import LiteRTRunner
+    from ml.runtimes import CascadeRunner, LiteRTRunner
 
 BATCH_SIZE = 64
 # The heat-map layer's longest side. Grad-CAM's map comes from a 10 x 10 feature grid of a
@@ -105,10 +105,10 @@ class InferenceEngine:
         model: Any,
         metadata: dict[str, Any],
         guard: Guard | None = None,
-        litert: LiteRTRunner | None = None,
+        litert: LiteRTRunner | CascadeRunner | None = None,
     ) -> None:
-        """`litert`, if given, computes the probabilities (`ml.runtimes.LiteRTRunner`);
-        the Keras `model` then only explains (Grad-CAM)."""
+        """`litert`, if given, computes the probabilities (`ml.runtimes.LiteRTRunner`, or
+        `CascadeRunner` for a cascade); the Keras `model` then only explains (Grad-CAM)."""
         import tensorflow as tf
 
         from ml.model import LAST_CONV_LAYER
@@ -304,7 +304,7 @@ class InferenceEngine:
         targets: np.ndarray,
         networks: list[tuple[np.ndarray, np.ndarray]] | None,
     ) -> np.ndarray:
-        """Grad-CAM maps (n, h, w) at the input's size, averaged over an ensemble's networks."""
+        """Grad-CAM maps (n, h, w) at the input's size, averaged over the networks that ran."""
         if networks is None or self._head_kernels is None:
             return np.asarray(self._gradcam(batch, targets))
         cams = [
@@ -314,7 +314,8 @@ class InferenceEngine:
             )
         ]
         height, width = self.config.input_size
-        return resize_bilinear(np.mean(cams, axis=0), (height, width))
+        # A cascade's member that did not run on an image reports NaN there (CascadeRunner).
+        return resize_bilinear(np.nanmean(cams, axis=0), (height, width))
 
     def _class_index(self, label: str) -> int:
         if label not in self.class_names:
@@ -359,12 +360,15 @@ class InferenceEngine:
 
 
 def _explained_models(model: Any, layer_name: str) -> list[Any]:
-    """Return the models whose `layer_name` Grad-CAM reads: the model, or an ensemble's members."""
+    """Return the models whose `layer_name` Grad-CAM reads: the model, or an ensemble's members
+    (in their order)."""
+    from ml.ensemble import ensemble_members
+
     if layer_name in {layer.name for layer in model.layers}:
         return [model]
     members = [
         layer
-        for layer in model.layers
+        for layer in ensemble_members(model)
         if hasattr(layer, "get_layer") and layer_name in {inner.name for inner in layer.layers}
     ]
     if not members:

@@ -46,6 +46,27 @@ class HorizontalFlip(layers.Layer):  # type: ignore[misc]  # Keras ships no type
         return keras.ops.flip(inputs, axis=2)
 
 
+@keras.saving.register_keras_serializable(package="mri")
+class CascadeSelect(layers.Layer):  # type: ignore[misc]  # Keras ships no types
+    """[first member's probabilities, the ensemble's] -> the first's where its margin is
+    above `margin`, else the ensemble's; row by row. `first` records which member that is.
+    The last layer of a cascade (`ml.cascade`)."""
+
+    def __init__(self, margin: float, first: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.margin = float(margin)
+        self.first = int(first)
+
+    def call(self, inputs: Any) -> Any:
+        first, ensemble = inputs
+        top_two = keras.ops.top_k(first, k=2)[0]
+        sure = (top_two[:, 0] - top_two[:, 1]) > self.margin
+        return keras.ops.where(keras.ops.expand_dims(sure, -1), first, ensemble)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "margin": self.margin, "first": self.first}
+
+
 ARCHITECTURES: dict[str, PreprocessConfig] = {
     "seed_cnn": PreprocessConfig(input_size=(64, 64), channels=3, head_crop=False, name="rgb-64"),
     # 160 rather than 128 pixels: validation accuracy 0.941 against 0.932-0.936 at 128

@@ -8,7 +8,10 @@ Keras's. `python -m ml litert` writes the float32 conversion into an artefact
 serve it (see `serving_runtime`). Where every network's head allows it
 (`ml.gradcam.softmax_head_kernel`), the conversion also returns each member's last
 activations and probabilities, so the worker draws Grad-CAM from the same call
-(`explaining_network`); otherwise Grad-CAM runs on the Keras model.
+(`explaining_network`); otherwise Grad-CAM runs on the Keras model. A cascade
+(`ml.cascade`) converts into two: its first member, run on every slice, and the other
+passes (`escalation.tflite`), run only on the slices the first member is unsure of
+(`CascadeRunner`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ml.registry import METADATA_FILE, MODEL_FILE
 BATCH_SIZES = (16, 32)
 REPRESENTATIVE_IMAGES = 200
 LITERT_FILE = "model.tflite"
+ESCALATION_FILE = "escalation.tflite"  # a cascade's other passes
 # Served probabilities may differ from Keras's by at most this much (float32, measured
 # 1e-7 to 1e-6: XNNPACK sums in another order); `ml litert` refuses a conversion beyond it.
 PARITY_TOLERANCE = 1e-4
@@ -125,10 +129,24 @@ def export_litert(artefact_dir: Path, images: np.ndarray) -> dict[str, Any]:
     folder = Path(artefact_dir)
     model = keras.saving.load_model(folder / MODEL_FILE, compile=False)
     served_model = for_serving(model)
-    explaining = explaining_network(served_model)
-    flatbuffer = tflite_bytes(served_model if explaining is None else explaining[0])
+    stages = cascade_stages(served_model)
+    if stages is not None:
+        (first, layout), (escalation, escalation_layout), cascade = stages
+        flatbuffer, escalation_flatbuffer = tflite_bytes(first), tflite_bytes(escalation)
+        explaining: tuple[Any, dict[str, Any]] | None = (first, layout)
+        cascade["explains"] = escalation_layout
+        runner: LiteRTRunner | CascadeRunner = CascadeRunner(
+            LiteRTRunner(flatbuffer, os.cpu_count(), layout),
+            LiteRTRunner(escalation_flatbuffer, os.cpu_count(), escalation_layout),
+            cascade,
+        )
+    else:
+        explaining = explaining_network(served_model)
+        flatbuffer = tflite_bytes(served_model if explaining is None else explaining[0])
+        runner = LiteRTRunner(
+            flatbuffer, os.cpu_count(), None if explaining is None else explaining[1]
+        )
     reference = np.asarray(model.predict(images, batch_size=64, verbose=0))
-    runner = LiteRTRunner(flatbuffer, os.cpu_count(), None if explaining is None else explaining[1])
     served = np.concatenate([runner(images[i : i + 64]) for i in range(0, len(images), 64)])
     difference = float(np.abs(served - reference).max())
     if difference > PARITY_TOLERANCE:
@@ -146,6 +164,9 @@ def export_litert(artefact_dir: Path, images: np.ndarray) -> dict[str, Any]:
     }
     if explaining is not None:
         entry["explains"] = explaining[1]
+    if stages is not None:
+        entry["cascade"] = {**cascade, "file": ESCALATION_FILE}
+        (folder / ESCALATION_FILE).write_bytes(escalation_flatbuffer)
     (folder / LITERT_FILE).write_bytes(flatbuffer)
     metadata_path = folder / METADATA_FILE
     metadata = json.loads(metadata_path.read_text())
@@ -162,35 +183,136 @@ def explaining_network(model: Any) -> tuple[Any, dict[str, Any]] | None:
     import keras
     from keras import layers
 
-    from ml.ensemble import MEMBER_PREFIX
+    from ml.cascade import cascade_of
+    from ml.ensemble import ensemble_members
     from ml.gradcam import softmax_head_kernel
     from ml.model import LAST_CONV_LAYER, HorizontalFlip
 
+    if cascade_of(model) is not None:
+        return None  # two conversions: `cascade_stages`
     names = {layer.name for layer in model.layers}
     if LAST_CONV_LAYER in names:
         networks, mirror = [model], False
     else:
-        networks = [layer for layer in model.layers if layer.name.startswith(MEMBER_PREFIX)]
+        networks = ensemble_members(model)
         mirror = any(isinstance(layer, HorizontalFlip) for layer in model.layers)
     if not networks or any(softmax_head_kernel(n, LAST_CONV_LAYER) is None for n in networks):
         return None
     inputs = keras.Input(model.input_shape[1:], name="image")
-    mirrored = HorizontalFlip(name="mirror")(inputs) if mirror else None
-    averaged, parts = [], []
-    for network in networks:
-        explainer = keras.Model(
-            network.inputs, [network.get_layer(LAST_CONV_LAYER).output, network.output]
-        )
-        activations, probabilities = explainer(inputs)
-        averaged.append(probabilities)  # in `build_ensemble`'s order, so the sums agree
-        if mirrored is not None:
-            averaged.append(network(mirrored))
-        parts += [probabilities, layers.Flatten()(activations)]
+    averaged, parts = _explained_passes(inputs, networks, mirror, explained=networks)
     served = layers.Average()(averaged) if len(averaged) > 1 else averaged[0]
     rebuilt = keras.Model(inputs, layers.Concatenate()([served, *parts]), name="explaining")
+    return rebuilt, _layout(served, networks)
+
+
+def _explained_passes(
+    inputs: Any, networks: list[Any], mirror: bool, explained: list[Any], skipped: Any = None
+) -> tuple[list[Any], list[Any]]:
+    """The probabilities of each network on the image (but `skipped`'s) and, with `mirror`,
+    on its mirror, in `build_ensemble`'s order so the sums agree; and, for each network of
+    `explained`, its probabilities and flattened last activations on the image."""
+    import keras
+    from keras import layers
+
+    from ml.model import LAST_CONV_LAYER, HorizontalFlip
+
+    mirrored = HorizontalFlip(name="mirror")(inputs) if mirror else None
+    passes, parts = [], []
+    for network in networks:
+        if network is not skipped:
+            explainer = keras.Model(
+                network.inputs, [network.get_layer(LAST_CONV_LAYER).output, network.output]
+            )
+            activations, probabilities = explainer(inputs)
+            passes.append(probabilities)
+            if any(network is other for other in explained):
+                parts += [probabilities, layers.Flatten()(activations)]
+        if mirrored is not None:
+            passes.append(network(mirrored))
+    return passes, parts
+
+
+def _layout(served: Any, networks: list[Any]) -> dict[str, Any]:
+    from ml.model import LAST_CONV_LAYER
+
     shape = [int(d) for d in networks[0].get_layer(LAST_CONV_LAYER).output.shape[1:]]
-    layout = {"classes": int(served.shape[-1]), "networks": len(networks), "activations": shape}
-    return rebuilt, layout
+    return {"classes": int(served.shape[-1]), "networks": len(networks), "activations": shape}
+
+
+def cascade_stages(model: Any) -> tuple[Any, Any, dict[str, Any]] | None:
+    """For a cascade (`ml.cascade`, as served): (first member's `explaining_network`,
+    layout), (the escalation network and its layout), and what `CascadeRunner` needs;
+    None for any other model. The escalation network returns, per image, the sum of the
+    probabilities of every pass but the first member's, then each other member's
+    probabilities and last activations."""
+    import keras
+    from keras import layers
+
+    from ml.cascade import cascade_of
+    from ml.gradcam import softmax_head_kernel
+    from ml.model import LAST_CONV_LAYER
+
+    found = cascade_of(model)
+    if found is None:
+        return None
+    members, first, margin, mirror = found
+    if any(softmax_head_kernel(member, LAST_CONV_LAYER) is None for member in members):
+        raise ValueError("a cascade's networks must allow the closed-form Grad-CAM")
+    first_stage = explaining_network(members[first])
+    if first_stage is None:
+        raise ValueError("the cascade's first member cannot be converted with its activations")
+    others = [member for index, member in enumerate(members) if index != first]
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    passes, parts = _explained_passes(inputs, members, mirror, others, skipped=members[first])
+    total = layers.Add()(passes) if len(passes) > 1 else passes[0]
+    escalation = keras.Model(inputs, layers.Concatenate()([total, *parts]), name="escalation")
+    cascade = {
+        "margin": margin,
+        "first_member": first,
+        "members": len(members),
+        "passes": len(passes) + 1,
+    }
+    return first_stage, (escalation, _layout(total, others)), cascade
+
+
+class CascadeRunner:
+    """Serve a cascade with two LiteRT models: its first member on every slice, and the
+    other passes only on the slices whose first-member margin is at or below the cut,
+    whose probabilities are then the ensemble's average. `explain` reports, for each
+    member, its probabilities and activations, NaN in the rows it did not run on."""
+
+    def __init__(self, first: LiteRTRunner, escalation: LiteRTRunner, cascade: dict[str, Any]):
+        self._first, self._escalation = first, escalation
+        self.margin = float(cascade["margin"])
+        self.first_member = int(cascade["first_member"])
+        self.members = int(cascade["members"])
+        self.passes = int(cascade["passes"])
+        self.explains = first.explains
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Return probabilities (n, classes) for a float32 (n, h, w, c) batch."""
+        return self.explain(batch)[0]
+
+    def explain(self, batch: np.ndarray) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        from ml.cascade import escalates
+
+        served, [(alone, activations)] = self._first.explain(batch)
+        networks = [
+            (np.full_like(alone, np.nan), np.full_like(activations, np.nan))
+            for _ in range(self.members)
+        ]
+        networks[self.first_member] = (alone, activations)
+        escalated = escalates(alone, self.margin)
+        if not escalated.any():
+            return served, networks
+        served = served.copy()
+        rest, others = self._escalation.explain(batch[escalated])
+        served[escalated] = (alone[escalated] + rest) / self.passes
+        other_members = [index for index in range(self.members) if index != self.first_member]
+        for index, (probabilities, maps) in zip(other_members, others, strict=True):
+            networks[index][0][escalated] = probabilities
+            networks[index][1][escalated] = maps
+        return served, networks
 
 
 def split_explaining(
@@ -213,7 +335,9 @@ def split_explaining(
     return rows[:, :classes], networks
 
 
-def serving_runtime(artefact_dir: Path, metadata: dict[str, Any]) -> LiteRTRunner | None:
+def serving_runtime(
+    artefact_dir: Path, metadata: dict[str, Any]
+) -> LiteRTRunner | CascadeRunner | None:
     """Return the LiteRT runner to serve with, or None for TensorFlow.
 
     `ML_RUNTIME=auto` (default): LiteRT where it wins, a CPU-only host whose artefact
@@ -228,8 +352,17 @@ def serving_runtime(artefact_dir: Path, metadata: dict[str, Any]) -> LiteRTRunne
         return None
     problem = _why_not_litert(Path(artefact_dir), metadata, gpu_counts=choice == "auto")
     if problem is None:
+        entry = metadata["litert"]
         flatbuffer = (Path(artefact_dir) / LITERT_FILE).read_bytes()
-        return LiteRTRunner(flatbuffer, _threads(), metadata["litert"].get("explains"))
+        runner = LiteRTRunner(flatbuffer, _threads(), entry.get("explains"))
+        if "cascade" not in entry:
+            return runner
+        escalation = (Path(artefact_dir) / entry["cascade"]["file"]).read_bytes()
+        return CascadeRunner(
+            runner,
+            LiteRTRunner(escalation, _threads(), entry["cascade"]["explains"]),
+            entry["cascade"],
+        )
     if choice == "litert":
         raise ValueError(f"{RUNTIME_ENV}=litert, but {problem}")
     return None
@@ -241,6 +374,8 @@ def _why_not_litert(folder: Path, metadata: dict[str, Any], gpu_counts: bool) ->
         return f"{folder.name} holds no {LITERT_FILE} (python -m ml litert)"
     if entry.get("keras_sha256") != _sha256(folder / MODEL_FILE):
         return f"{folder / LITERT_FILE} was converted from another {MODEL_FILE}"
+    if "cascade" in entry and not (folder / entry["cascade"]["file"]).is_file():
+        return f"{folder.name} holds no {entry['cascade']['file']} (python -m ml litert)"
     try:
         import ai_edge_litert.interpreter  # noqa: F401
     except ImportError:
