@@ -24,8 +24,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# Real validation slices when the data sets are beside the checkout, synthetic scans if not.
+BENCH_DATA := $(wildcard ../shared/datasets/brain-tumor-mri/Training ../shared/datasets/brain-tumor-mri-extra/Training)
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_pipeline.py
+	$(BIN)/python scripts/bench_pipeline.py $(if $(BENCH_DATA),--data $(BENCH_DATA))
 
 # The fault and load suite with the full 1,000-submission run (CI runs it with 200);
 # its table goes to artifacts/chaos.md.

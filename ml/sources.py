@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ml.data import Dataset, grouped_split, load_dataset
+from ml.data import Dataset, grouped_split, load_dataset, split_only
 from ml.preprocessing import PreprocessConfig
 
 SPLIT_METHOD = "grouped-by-near-duplicate-dHash, stratified, per source"
@@ -107,6 +107,15 @@ def recorded_sources(metadata: dict[str, Any]) -> list[dict[str, Any]]:
         split.setdefault("calibration_fraction", 0.0)
         return [{"name": "training", "fingerprint": training["fingerprint"], "split": split}]
     return []
+
+
+def held_out_files(folder: Path, metadata: dict[str, Any], part: str = "validation") -> list[Path]:
+    """The image files of `folder` the model kept out for `part`; all of them if the model
+    never saw the folder. Reads no image beyond its hash (`ml.data.split_only`)."""
+    dataset = split_only(folder)
+    indices = held_out_part(dataset, metadata, part)
+    examples = dataset.examples
+    return [e.path for e in examples] if indices is None else [examples[i].path for i in indices]
 
 
 def held_out_part(

@@ -15,8 +15,14 @@ with `git archive` into a temporary folder and run with this virtual environment
 The last line is `pipeline speed-up: N.Nx`: this checkout's burst rate with one worker
 process over the baseline's.
 
+The scans are synthetic JPEGs unless --data names data folders: then both pipelines get the
+same real slices, the validation parts the active model kept out (`make bench` does this
+when ../shared/datasets is there). A cascade's cost depends on the slices (it runs its
+other passes only where its first network is unsure), and synthetic images are not what
+it was trained for: it escalates most of them.
+
     python scripts/bench_pipeline.py [--jobs 1000] [--latency-jobs 20] [--workers 1 2]
-                                     [--baseline REV] [--only baseline|new]
+                                     [--baseline REV] [--only baseline|new] [--data DIR ...]
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 import requests
@@ -51,6 +58,8 @@ BASELINE_COMMIT = "5ac7dcd"
 SUBMITTERS = 4  # concurrent API clients during a burst, as several hospitals would be
 # Both pipelines run with the API's rate limits off: the benchmark measures the pipeline.
 STACK_ENV = {"API_THROTTLE_USER": "off", "API_THROTTLE_IP": "off"}
+# A real slice the model's guard refuses fails with this code: a finished job, not a lost one.
+REFUSED = "not_brain_mri"
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class Burst:
     jobs: int
     seconds: float
     succeeded: int
+    refused: int  # failed as "not a brain MRI slice" (real slices only; the baseline has no guard)
     failed: int
     recorded_once: int
     recorded_twice: int
@@ -84,12 +94,13 @@ class Burst:
 
     @property
     def intact(self) -> bool:
-        return self.succeeded == self.recorded_once == self.jobs and not self.recorded_twice
+        each_finished = self.succeeded + self.refused == self.jobs
+        return each_finished and self.succeeded == self.recorded_once and not self.recorded_twice
 
 
 def main() -> None:
     args = parse_args()
-    images = [jpeg_bytes(args.size, seed) for seed in range(args.jobs + args.latency_jobs + 1)]
+    images = scans(args, args.jobs + args.latency_jobs + 1)
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         pipelines = [
             Pipeline("baseline", checkout(args.baseline, Path(scratch) / "baseline")),
@@ -143,9 +154,30 @@ def parse_args() -> argparse.Namespace:
         "(0: skip)",
     )
     parser.add_argument("--size", type=int, default=512, help="synthetic image side, pixels")
+    parser.add_argument(
+        "--data", type=Path, nargs="*", default=[],
+        help="data folders: submit their validation slices instead of synthetic scans",
+    )  # fmt: skip
     parser.add_argument("--baseline", default=BASELINE_COMMIT, help="the baseline's git revision")
     parser.add_argument("--only", choices=["baseline", "new"], help="measure one pipeline")
     return parser.parse_args()
+
+
+def scans(args: argparse.Namespace, count: int) -> list[bytes]:
+    """`count` encoded scans: the data folders' validation slices in turn, or synthetic."""
+    if not args.data:
+        print(f"scans: synthetic {args.size} px JPEGs", flush=True)
+        return [jpeg_bytes(args.size, seed) for seed in range(count)]
+    from ml.registry import METADATA_FILE, ModelRegistry
+    from ml.sources import held_out_files
+
+    active = ModelRegistry(ROOT / "models").active_path()
+    metadata = json.loads((active / METADATA_FILE).read_text())
+    folders = [held_out_files(folder, metadata) for folder in args.data]
+    interleaved = [path for group in zip_longest(*folders) for path in group if path]
+    print(f"scans: {len(interleaved)} validation slices of {', '.join(map(str, args.data))}, "
+          f"in turn", flush=True)  # fmt: skip
+    return [interleaved[index % len(interleaved)].read_bytes() for index in range(count)]
 
 
 def checkout(revision: str, folder: Path) -> Path:
@@ -213,10 +245,13 @@ def latency(session: requests.Session, site: str, patient: str, image: bytes) ->
 def wait_finished(session: requests.Session, url: str, timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = session.get(url, timeout=30).json()["status"]
+        job = session.get(url, timeout=30).json()
+        status = job["status"]
         if status == "succeeded":
             return
         if status == "failed":
+            if job.get("failure_code") == REFUSED:
+                return  # a real outcome: the model's guard refused the scan
             raise RuntimeError(f"{url} failed")
         time.sleep(0.01)
     raise TimeoutError(url)
@@ -253,7 +288,8 @@ def burst(
         jobs=len(urls),
         seconds=seconds,
         succeeded=counts["succeeded"] - before["succeeded"],
-        failed=counts["failed"] - before["failed"],
+        refused=recorded["refused"],
+        failed=counts["failed"] - before["failed"] - recorded["refused"],
         recorded_once=sum(1 for n in recorded["predictions"].values() if n == 1),
         recorded_twice=sum(1 for n in recorded["predictions"].values() if n > 1),
         redelivered=recorded["redelivered"],
@@ -281,7 +317,8 @@ def predictions_per_job(var_dir: Path, root: Path, job_ids: list[str]) -> dict:
         "import json, sys; from django.db.models import Count; from predictions.models import Job; "
         "ids = json.load(sys.stdin); jobs = Job.objects.filter(public_id__in=ids)"
         ".annotate(n=Count('prediction')); print(json.dumps({'predictions': "
-        "{str(j.public_id): j.n for j in jobs}, 'redelivered': sum(j.attempts > 1 for j in jobs)}))"
+        "{str(j.public_id): j.n for j in jobs}, 'redelivered': sum(j.attempts > 1 for j in jobs), "
+        f"'refused': sum(getattr(j, 'failure_code', '') == {REFUSED!r} for j in jobs)}}))"
     )
     # The secrets `make run`'s launcher generated and keeps in its folder.
     secrets = {name.upper(): (var_dir / name).read_text().strip()
@@ -361,8 +398,9 @@ def print_burst(name: str, processes: int, result: Burst) -> None:
     print(
         f"[{name}] burst of {result.jobs} jobs, {processes} worker process(es): "
         f"{result.seconds:.1f} s, {result.rate:.1f} jobs/s (all submitted after "
-        f"{result.submitted_after:.1f} s); succeeded {result.succeeded}, "
-        f"failed {result.failed}, recorded once {result.recorded_once}, twice "
+        f"{result.submitted_after:.1f} s); succeeded {result.succeeded}, refused as not a "
+        f"brain MRI slice {result.refused}, failed {result.failed}, recorded once "
+        f"{result.recorded_once}, twice "
         f"{result.recorded_twice}, redelivered {result.redelivered} ({verdict}); "
         f"{result.worker_processes} celery worker processes, peak RSS "
         f"{result.worker_peak_rss_mib:.0f} MiB",

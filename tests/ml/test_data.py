@@ -10,6 +10,7 @@ from PIL import Image, ImageFilter
 from ml.data import difference_hash, grouped_split, load_dataset, near_duplicate_groups, scan_folder
 from ml.preprocessing import PreprocessConfig, preprocess_bytes
 from tests.images import brain_like, encode
+from tests.ml.test_train_and_cli import trained  # noqa: F401  (module-scoped fixture)
 
 
 def test_reads_class_folders_by_data_set_or_label_names(tmp_path: Path) -> None:
@@ -80,3 +81,24 @@ def test_a_changed_file_changes_the_fingerprint(class_folders: Path) -> None:
     before = load_dataset(class_folders, config, None, progress=lambda _: None).fingerprint
     Image.new("L", (20, 20), 7).save(class_folders / "no_tumor" / "0.jpg")
     assert load_dataset(class_folders, config, None, progress=lambda _: None).fingerprint != before
+
+
+def test_held_out_files_are_the_split_without_preprocessing(
+    trained: Path,  # noqa: F811
+) -> None:
+    import json
+
+    from ml.registry import METADATA_FILE, ModelRegistry
+    from ml.sources import held_out_files, held_out_part
+
+    model = ModelRegistry(trained / "models").active_path()
+    metadata = json.loads((model / METADATA_FILE).read_text())
+    config = PreprocessConfig.from_metadata(metadata["preprocessing"])
+    dataset = load_dataset(trained / "data", config)
+    for part in ("validation", "calibration"):
+        indices = held_out_part(dataset, metadata, part)
+        assert indices is not None and len(indices)
+        expected = [dataset.examples[i].path for i in indices]
+        assert held_out_files(trained / "data", metadata, part) == expected
+    unseen = {**metadata, "training_data": {"sources": []}}
+    assert len(held_out_files(trained / "data", unseen)) == len(dataset.examples)
