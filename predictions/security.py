@@ -118,7 +118,8 @@ def delete_expired_counters() -> int:
     if not isinstance(cache, DatabaseCache):
         return 0  # Other backends expire entries themselves.
     connection = connections[router.db_for_write(cache.cache_model_class)]
-    table = connection.ops.quote_name(settings.CACHES[SECURITY_CACHE]["LOCATION"])
+    location: str = settings.CACHES[SECURITY_CACHE]["LOCATION"]  # type: ignore[index]
+    table = connection.ops.quote_name(location)
     expires = connection.ops.quote_name("expires")
     now = connection.ops.adapt_datetimefield_value(timezone.now().replace(microsecond=0))
     with connection.cursor() as cursor:
