@@ -29,7 +29,7 @@ from ml.preprocessing import (
 from ml.registry import METADATA_FILE, MODEL_FILE
 
 if TYPE_CHECKING:
-    from ml.runtimes import CascadeRunner, LiteRTRunner
+    from ml.runtimes import CascadeRunner, LiteRTRunner, TensorFlowOptions
 
 BATCH_SIZE = 64
 # The heat-map layer's longest side. Grad-CAM's map comes from a 10 x 10 feature grid of a
@@ -106,16 +106,21 @@ class InferenceEngine:
         metadata: dict[str, Any],
         guard: Guard | None = None,
         litert: LiteRTRunner | CascadeRunner | None = None,
+        tensorflow: TensorFlowOptions | None = None,
     ) -> None:
         """`litert`, if given, computes the probabilities (`ml.runtimes.LiteRTRunner`, or
-        `CascadeRunner` for a cascade); the Keras `model` then only explains (Grad-CAM)."""
+        `CascadeRunner` for a cascade); the Keras `model` then only explains (Grad-CAM).
+        Otherwise TensorFlow does, with `tensorflow`'s options (the model already cloned
+        for mixed precision when they ask for it: `ml.model.for_serving`)."""
         import tensorflow as tf
 
         from ml.model import LAST_CONV_LAYER
+        from ml.runtimes import TensorFlowOptions
 
         self.model = model
         self._litert = litert
-        self.runtime = "litert" if litert is not None else "tensorflow"
+        self._tensorflow = tensorflow or TensorFlowOptions()
+        self.runtime = "litert" if litert is not None else self._tensorflow.name
         self.metadata = metadata
         self.version: str = metadata["version"]
         self.class_names: tuple[str, ...] = tuple(metadata["class_names"])
@@ -124,7 +129,11 @@ class InferenceEngine:
         self.guard = guard
         signature = [tf.TensorSpec([None, *self.config.input_size, self.config.channels],
                                    tf.float32)]  # fmt: skip
-        self._forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
+        self._forward = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=signature,
+            jit_compile=self._tensorflow.xla,
+        )
         explainers = [
             _keras().Model(inner.inputs, [inner.get_layer(LAST_CONV_LAYER).output, inner.output])
             for inner in _explained_models(model, LAST_CONV_LAYER)
@@ -151,10 +160,12 @@ class InferenceEngine:
 
         model = _keras().saving.load_model(folder / MODEL_FILE, compile=False)
         metadata = json.loads((folder / METADATA_FILE).read_text())
-        from ml.runtimes import serving_runtime
+        from ml.runtimes import TensorFlowOptions, serving_runtime
 
         litert = serving_runtime(folder, metadata)
-        engine = cls(for_serving(model), metadata, Guard.load(folder, metadata), litert)
+        options = TensorFlowOptions.from_environment() if litert is None else None
+        served = for_serving(model, mixed_precision=bool(options and options.mixed_precision))
+        engine = cls(served, metadata, Guard.load(folder, metadata), litert, options)
         engine.warm_up()
         return engine
 
@@ -342,7 +353,11 @@ class InferenceEngine:
     def _run_raw(self, batch: np.ndarray) -> np.ndarray:
         if self._litert is not None:
             return self._litert(batch.astype(np.float32, copy=False))
-        probabilities: np.ndarray = self._forward(batch.astype(np.float32, copy=False)).numpy()
+        inputs = batch.astype(np.float32, copy=False)
+        if self._tensorflow.xla:
+            # XLA compiles once per batch shape: a power of two bounds them to a handful.
+            inputs = _padded_to_power_of_two(inputs)
+        probabilities: np.ndarray = self._forward(inputs).numpy()[: len(batch)]
         return probabilities
 
     def _prediction(
@@ -357,6 +372,14 @@ class InferenceEngine:
             needs_review=bool(self.decision.needs_review(row[np.newaxis])[0]),
             refusal=refusal,
         )
+
+
+def _padded_to_power_of_two(batch: np.ndarray) -> np.ndarray:
+    size = 1 << max(0, len(batch) - 1).bit_length()
+    if size == len(batch):
+        return batch
+    padding = np.zeros((size - len(batch), *batch.shape[1:]), batch.dtype)
+    return np.concatenate([batch, padding])
 
 
 def _explained_models(model: Any, layer_name: str) -> list[Any]:

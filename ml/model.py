@@ -187,6 +187,9 @@ class ServingGroupNormalization(layers.GroupNormalization):  # type: ignore[misc
     """
 
     def call(self, inputs: Any) -> Any:
+        # In float32 whatever precision the convolution before it computed in (Keras' own
+        # layer does the same under mixed precision).
+        inputs = keras.ops.cast(inputs, self.compute_dtype)
         channels = int(inputs.shape[-1])
         per_group = channels // self.groups
         batch = keras.ops.shape(inputs)[0]
@@ -207,13 +210,24 @@ class ServingGroupNormalization(layers.GroupNormalization):  # type: ignore[misc
         return inputs * scale + shift
 
 
-def for_serving(model: keras.Model) -> keras.Model:
-    """Return a copy of `model`, nested members included, with faster equivalent layers."""
+# The layers mixed precision computes in float16: the convolutions, nearly all the work.
+# Standardisation, normalisation and the softmax stay float32 (a squared 0..255 intensity
+# already overflows float16), as Keras' mixed-precision guide advises for the output.
+_HALF_PRECISION_LAYERS = (layers.Conv2D, layers.SeparableConv2D)
+MIXED_PRECISION = "mixed_float16"
+
+
+def for_serving(model: keras.Model, mixed_precision: bool = False) -> keras.Model:
+    """Return a copy of `model`, nested members included, with faster equivalent layers;
+    with `mixed_precision`, its convolutions compute in float16 (float32 weights)."""
 
     def clone(layer: layers.Layer) -> layers.Layer:
+        config = layer.get_config()
+        if mixed_precision and isinstance(layer, _HALF_PRECISION_LAYERS):
+            config["dtype"] = MIXED_PRECISION
         if type(layer) is layers.GroupNormalization and layer.axis == -1:
-            return ServingGroupNormalization.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
+            return ServingGroupNormalization.from_config(config)
+        return layer.__class__.from_config(config)
 
     served = keras.models.clone_model(model, clone_function=clone, recursive=True)
     served.set_weights(model.get_weights())

@@ -23,6 +23,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,42 @@ ESCALATION_FILE = "escalation.tflite"  # a cascade's other passes
 # 1e-7 to 1e-6: XNNPACK sums in another order); `ml litert` refuses a conversion beyond it.
 PARITY_TOLERANCE = 1e-4
 RUNTIME_ENV = "ML_RUNTIME"  # auto (default), tensorflow or litert
+XLA_ENV = "ML_TF_XLA"  # 1: TensorFlow compiles the forward pass with XLA
+MIXED_PRECISION_ENV = "ML_TF_MIXED_PRECISION"  # 1: convolutions in float16
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class TensorFlowOptions:
+    """How TensorFlow serves where it does (GPU workers): XLA, mixed precision.
+
+    Both off by default: they are for GPUs, and no GPU has measured them here yet
+    (`scripts/bench_tensorflow.py` does; docs/model-lifecycle.md, "Serving runtime").
+    """
+
+    xla: bool = False
+    mixed_precision: bool = False
+
+    @classmethod
+    def from_environment(cls) -> TensorFlowOptions:
+        return cls(xla=_flag(XLA_ENV), mixed_precision=_flag(MIXED_PRECISION_ENV))
+
+    @property
+    def name(self) -> str:
+        """`tensorflow`, with `+xla` and `+mixed_float16` when they are on."""
+        parts = [
+            "tensorflow",
+            "xla" if self.xla else "",
+            "mixed_float16" if self.mixed_precision else "",
+        ]
+        return "+".join(part for part in parts if part)
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"{name} must be 1 or 0, not {value!r}")
+    return value in _TRUE
 
 
 def tflite_bytes(
