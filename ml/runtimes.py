@@ -236,18 +236,18 @@ def explaining_network(model: Any) -> tuple[Any, dict[str, Any]] | None:
     if not networks or any(softmax_head_kernel(n, LAST_CONV_LAYER) is None for n in networks):
         return None
     inputs = keras.Input(model.input_shape[1:], name="image")
-    averaged, parts = _explained_passes(inputs, networks, mirror, explained=networks)
+    averaged, parts = _explained_passes(inputs, networks, mirror)
     served = layers.Average()(averaged) if len(averaged) > 1 else averaged[0]
     rebuilt = keras.Model(inputs, layers.Concatenate()([served, *parts]), name="explaining")
     return rebuilt, _layout(served, networks)
 
 
 def _explained_passes(
-    inputs: Any, networks: list[Any], mirror: bool, explained: list[Any], skipped: Any = None
+    inputs: Any, networks: list[Any], mirror: bool, skipped: Any = None
 ) -> tuple[list[Any], list[Any]]:
     """The probabilities of each network on the image (but `skipped`'s) and, with `mirror`,
-    on its mirror, in `build_ensemble`'s order so the sums agree; and, for each network of
-    `explained`, its probabilities and flattened last activations on the image."""
+    on its mirror, in `build_ensemble`'s order so the sums agree; and, for each network
+    that ran on the image, its probabilities and flattened last activations."""
     import keras
     from keras import layers
 
@@ -262,8 +262,7 @@ def _explained_passes(
             )
             activations, probabilities = explainer(inputs)
             passes.append(probabilities)
-            if any(network is other for other in explained):
-                parts += [probabilities, layers.Flatten()(activations)]
+            parts += [probabilities, layers.Flatten()(activations)]
         if mirrored is not None:
             passes.append(network(mirrored))
     return passes, parts
@@ -300,7 +299,7 @@ def cascade_stages(model: Any) -> tuple[Any, Any, dict[str, Any]] | None:
         raise ValueError("the cascade's first member cannot be converted with its activations")
     others = [member for index, member in enumerate(members) if index != first]
     inputs = keras.Input(model.input_shape[1:], name="image")
-    passes, parts = _explained_passes(inputs, members, mirror, others, skipped=members[first])
+    passes, parts = _explained_passes(inputs, members, mirror, skipped=members[first])
     total = layers.Add()(passes) if len(passes) > 1 else passes[0]
     escalation = keras.Model(inputs, layers.Concatenate()([total, *parts]), name="escalation")
     cascade = {

@@ -15,6 +15,7 @@ defaults come from a GPU (docs/model-lifecycle.md, "Serving runtime").
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -28,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from ml.data import load_dataset  # noqa: E402
 from ml.inference import InferenceEngine  # noqa: E402
+from ml.preprocessing import PreprocessConfig  # noqa: E402
 from ml.registry import ModelRegistry  # noqa: E402
 from ml.runtimes import MIXED_PRECISION_ENV, RUNTIME_ENV, XLA_ENV  # noqa: E402
 from ml.sources import held_out_part  # noqa: E402
@@ -74,10 +76,6 @@ def load(folder: Path, env: dict[str, str]) -> InferenceEngine:
 
 
 def validation_slices(folder: Path, data: list[Path]) -> np.ndarray:
-    import json
-
-    from ml.preprocessing import PreprocessConfig
-
     metadata = json.loads((folder / "metadata.json").read_text())
     config = PreprocessConfig.from_metadata(metadata["preprocessing"])
     parts = []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ml.cascade import build_cascade, cascade_of, choose_margin, escalates, top_margin
-from ml.ensemble import build_ensemble, make_ensemble
+from ml.ensemble import build_ensemble
 from ml.gradcam import resize_bilinear
 from ml.inference import InferenceEngine
 from ml.model import build_model, for_serving
@@ -20,6 +20,7 @@ from ml.registry import METADATA_FILE, MODEL_FILE, ModelRegistry
 from ml.runtimes import ESCALATION_FILE, LITERT_FILE, RUNTIME_ENV, export_litert
 from ml.testing import make_tiny_artefact
 from tests.images import jpeg_bytes
+from tests.ml.test_ensemble import twin_ensemble
 from tests.ml.test_gradcam import MAP_TOLERANCE, _tape_cams
 from tests.ml.test_litert import _slices
 from tests.ml.test_train_and_cli import run_cli, trained  # noqa: F401  (module-scoped fixture)
@@ -150,10 +151,7 @@ def test_ml_cascade_builds_calibrates_and_promotes_a_cascade_of_an_ensemble(
     trained: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    member = ModelRegistry(trained / "models").active_path()
-    twin = tmp_path / "twin"
-    shutil.copytree(member, twin)
-    ensemble = make_ensemble([member, twin], trained / "data", tmp_path / "models")
+    ensemble = twin_ensemble(trained, tmp_path)
     out = tmp_path / "models"
     assert run_cli("cascade", "--ensemble", str(ensemble), "--data", str(trained / "data"),
                    "--out", str(out), "--promote") == 0  # fmt: skip

@@ -14,14 +14,20 @@ from tests.images import jpeg_bytes, png_bytes
 from tests.ml.test_train_and_cli import trained  # noqa: F401  (module-scoped fixture)
 
 
+def twin_ensemble(root: Path, tmp_path: Path) -> Path:
+    """An ensemble artefact of the model in the `trained` fixture's `root` and a copy of it."""
+    member = ModelRegistry(root / "models").active_path()
+    twin = tmp_path / "twin"
+    shutil.copytree(member, twin)
+    return make_ensemble([member, twin], root / "data", tmp_path / "models")
+
+
 def test_an_ensemble_averages_its_members_and_their_mirror_images(
     trained: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     member = ModelRegistry(trained / "models").active_path()
-    twin = tmp_path / "twin"
-    shutil.copytree(member, twin)
-    folder = make_ensemble([member, twin], trained / "data", tmp_path / "models")
+    folder = twin_ensemble(trained, tmp_path)
 
     metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["architecture"] == "ensemble" and metadata["test_time_flip"] is True
